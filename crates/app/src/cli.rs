@@ -1,0 +1,154 @@
+//! The `bulwark` command line: `serve`, `migrate`, `keygen`, `openapi`.
+//!
+//! Every failure ends in a short message on stderr and a non-zero exit code — never a panic or a
+//! stack trace, and never a secret:
+//! - `78` (`EX_CONFIG`): the configuration is incomplete or unsafe; one line per problem;
+//! - `1`: anything else (the database is unreachable, the port is taken).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::config::{AppEnv, Config, Env};
+use crate::startup::Application;
+use crate::telemetry;
+
+/// Exit code for configuration problems (sysexits.h `EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Bulwark: a security-first reference backend.
+#[derive(Debug, Parser)]
+#[command(name = "bulwark", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (configuration from the environment; see .env.example).
+    Serve,
+    /// Apply pending database migrations, creating the database first in development.
+    Migrate,
+    /// Print fresh secrets as environment lines, or write them as files for Docker secrets.
+    Keygen {
+        /// Write `jwt_signing_key`, `jwt_signing_key_id` and `data_encryption_keys` into this
+        /// directory (mode 0600), keeping any that already exist.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the OpenAPI document (what `make openapi` writes to openapi/openapi.json).
+    Openapi,
+}
+
+/// Runs a parsed command line.
+#[must_use]
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Keygen { out_dir } => report(keygen(out_dir.as_deref())),
+        Command::Openapi => report(print_openapi()),
+        Command::Serve => with_config(|config| block_on(serve(config))),
+        Command::Migrate => with_config(|config| block_on(migrate(config))),
+    }
+}
+
+fn with_config(f: impl FnOnce(Config) -> anyhow::Result<()>) -> ExitCode {
+    match Env::from_process().and_then(|env| Config::load(&env)) {
+        Ok(config) => report(f(config)),
+        Err(problems) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "bulwark: refusing to start; fix the configuration (see .env.example):");
+            for problem in problems {
+                let _ = writeln!(stderr, "  {problem}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "bulwark failed");
+            let _ = writeln!(std::io::stderr(), "bulwark: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(&config.log);
+    let app = Application::build(&config, None).await?;
+    tracing::info!(
+        env = ?config.env,
+        address = %format!("{}:{}", config.http.host, app.port()),
+        docs_ui = config.http.docs_ui,
+        behind_tls_proxy = config.http.behind_tls_proxy,
+        "bulwark is listening"
+    );
+    app.run_until_stopped().await?;
+    tracing::info!("bulwark stopped");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    telemetry::init(&config.log);
+    if config.env == AppEnv::Development
+        && bulwark_persistence::create_database_if_missing(config.database_url.expose_secret())
+            .await
+            .context("cannot reach PostgreSQL at DATABASE_URL")?
+    {
+        tracing::info!("created the database");
+    }
+    let pool = bulwark_persistence::connect(&config.database);
+    bulwark_persistence::migrate(&pool).await.context("migration failed")?;
+    pool.close().await;
+    tracing::info!("migrations are up to date");
+    Ok(())
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    let json = bulwark_transport_rest::openapi_json(&bulwark_transport_rest::openapi())?;
+    std::io::stdout().lock().write_all(json.as_bytes())?;
+    Ok(())
+}
+
+fn keygen(out_dir: Option<&Path>) -> anyhow::Result<()> {
+    let keys = bulwark_security::keys::generate_keys()?;
+    let Some(dir) = out_dir else {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "# Fresh secrets from `bulwark keygen`. Keep them out of version control and logs.")?;
+        writeln!(out, "JWT_SIGNING_KEY_ID={}", keys.jwt_key_id)?;
+        writeln!(out, "JWT_SIGNING_KEY={}", keys.jwt_signing_key.expose_secret())?;
+        writeln!(out, "DATA_ENCRYPTION_KEYS={}", keys.data_encryption_keys.expose_secret())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)?;
+    // The key and its id belong together: write both or neither.
+    if !dir.join("jwt_signing_key").exists() {
+        write_secret_file(&dir.join("jwt_signing_key_id"), &keys.jwt_key_id)?;
+        write_secret_file(&dir.join("jwt_signing_key"), keys.jwt_signing_key.expose_secret())?;
+    }
+    if !dir.join("data_encryption_keys").exists() {
+        write_secret_file(&dir.join("data_encryption_keys"), keys.data_encryption_keys.expose_secret())?;
+    }
+    Ok(())
+}
+
+fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(content.as_bytes())?;
+    Ok(())
+}

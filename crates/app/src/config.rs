@@ -1,0 +1,573 @@
+//! Typed configuration from the environment, checked once at start-up.
+//!
+//! Every setting comes from an environment variable (`.env.example` documents each one). Loading
+//! collects *every* problem before giving up, so an operator fixes the whole list in one go; each
+//! problem is one line naming the variable and what is wrong — never its value, since most of the
+//! values that can be wrong are secrets.
+//!
+//! Secrets (`DATABASE_URL`, `JWT_SIGNING_KEY`, `DATA_ENCRYPTION_KEYS`) can also be given as a file
+//! path in `<NAME>_FILE` (Docker and Kubernetes secrets). They are refused when missing, malformed,
+//! too short, non-random, or still equal to the placeholder in `.env.example`.
+//!
+//! `.env` is read only when the *process* environment says `APP_ENV=development`; an unset
+//! `APP_ENV` means production, so a forgotten variable fails closed rather than open.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bulwark_persistence::{DatabaseSettings, PgConnectOptions};
+use bulwark_security::keys::{DataKeyring, JwtSigningKey, KeyId};
+use bulwark_web::cors::CorsPolicy;
+use secrecy::{ExposeSecret, SecretString};
+
+/// `.env.example`, compiled in: its secret values are the placeholders that must never be used.
+const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
+
+/// Variables that may be given through a file named by `<NAME>_FILE`.
+const FILE_CAPABLE: [&str; 4] = ["DATABASE_URL", "JWT_SIGNING_KEY", "JWT_SIGNING_KEY_ID", "DATA_ENCRYPTION_KEYS"];
+/// Variables whose `.env.example` value is a placeholder that must be replaced.
+const SECRETS: [&str; 3] = ["DATABASE_URL", "JWT_SIGNING_KEY", "DATA_ENCRYPTION_KEYS"];
+
+/// Where the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    /// A developer's machine: `.env` is read, the docs UI may be on, logs are text.
+    Development,
+    /// The test suite: like development, but nothing is read from `.env`.
+    Test,
+    /// Everything strict: TLS required, no wildcard CORS, no docs UI, JSON logs.
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "development" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" => Ok(Self::Production),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (production default).
+    Json,
+    /// Human-readable lines (development default).
+    Text,
+}
+
+/// The whole configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the service runs.
+    pub env: AppEnv,
+    /// HTTP server settings.
+    pub http: HttpSettings,
+    /// PostgreSQL settings.
+    pub database: DatabaseSettings,
+    /// `DATABASE_URL` as given, for creating the database in development.
+    pub database_url: SecretString,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Key material.
+    pub keys: Keys,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind (0: any free port).
+    pub port: u16,
+    /// Worker threads.
+    pub workers: usize,
+    /// Largest accepted JSON body.
+    pub json_body_limit: usize,
+    /// Deadline of a whole request.
+    pub request_timeout: Duration,
+    /// How long a client may take to send the request head.
+    pub client_header_timeout: Duration,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long readiness waits for each dependency.
+    pub readiness_timeout: Duration,
+    /// A proxy in front terminates TLS (enables HSTS; allows plain HTTP in production).
+    pub behind_tls_proxy: bool,
+    /// Allowed browser origins.
+    pub cors: CorsPolicy,
+    /// Serve the interactive API docs at `/docs/`.
+    pub docs_ui: bool,
+}
+
+/// Key material.
+#[derive(Debug)]
+pub struct Keys {
+    /// Signs access tokens.
+    pub jwt_signing: JwtSigningKey,
+    /// Encrypts secrets at rest.
+    pub data_encryption: DataKeyring,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter.
+    pub filter: String,
+}
+
+/// One thing wrong with the configuration: the variable and what is wrong, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable.
+    pub var: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+/// The variables the configuration reads, with `<NAME>_FILE` indirections already resolved.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env").field("names", &self.vars.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Env {
+    /// The process environment, plus `.env` (without overriding) when `APP_ENV=development`.
+    ///
+    /// # Errors
+    /// A problem when `.env` exists but cannot be parsed, or a `_FILE` cannot be read.
+    pub fn from_process() -> Result<Self, Vec<ConfigProblem>> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if vars.get("APP_ENV").map(String::as_str) == Some("development") && Path::new(".env").exists() {
+            // Read into our own map rather than `std::env::set_var`: mutating the process
+            // environment is unsound once threads exist, and it would leak `.env` into children.
+            let entries = dotenvy::from_path_iter(".env").and_then(Iterator::collect::<Result<Vec<_>, _>>);
+            match entries {
+                Ok(entries) => {
+                    for (k, v) in entries {
+                        vars.entry(k).or_insert(v);
+                    }
+                }
+                Err(_) => return Err(vec![problem(".env", "cannot be parsed (expected NAME=value lines)")]),
+            }
+        }
+        Self::from_map(vars)
+    }
+
+    /// An environment from explicit pairs (tests).
+    ///
+    /// # Errors
+    /// As [`Env::from_process`].
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Vec<ConfigProblem>> {
+        Self::from_map(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
+    fn from_map(mut vars: HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        for name in FILE_CAPABLE {
+            let file_var = format!("{name}_FILE");
+            let Some(path) = vars.get(&file_var).filter(|p| !p.is_empty()).cloned() else { continue };
+            if vars.get(name).is_some_and(|v| !v.is_empty()) {
+                problems.push(problem(name, &format!("is set both directly and through {file_var}; set one")));
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(content) => {
+                    vars.insert(name.to_owned(), content.trim_end_matches(['\r', '\n']).to_owned());
+                }
+                Err(_) => problems.push(problem(&file_var, "names a file that cannot be read")),
+            }
+        }
+        if problems.is_empty() { Ok(Self { vars }) } else { Err(problems) }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+}
+
+fn problem(var: &str, message: &str) -> ConfigProblem {
+    ConfigProblem { var: var.to_owned(), message: message.to_owned() }
+}
+
+/// Collects problems while reading variables.
+struct Reader<'a> {
+    env: &'a Env,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, var: &str, message: &str) {
+        self.problems.push(problem(var, message));
+    }
+
+    /// A required secret, checked against `.env.example`'s placeholder.
+    fn secret(&mut self, name: &str, how_to_fix: &str) -> Option<SecretString> {
+        let Some(value) = self.env.get(name) else {
+            self.fail(name, &format!("is missing; {how_to_fix}"));
+            return None;
+        };
+        if SECRETS.contains(&name) && placeholder(name).is_some_and(|p| p == value) {
+            self.fail(name, &format!("is still the placeholder from .env.example; {how_to_fix}"));
+            return None;
+        }
+        Some(SecretString::from(value.to_owned()))
+    }
+
+    fn parse<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        match self.env.get(name) {
+            None => default,
+            Some(raw) => parse(raw).unwrap_or_else(|message| {
+                self.fail(name, &message);
+                default
+            }),
+        }
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        self.parse(name, default, |raw| match raw {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err("must be `true` or `false`".to_owned()),
+        })
+    }
+
+    fn number(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u64 {
+        self.parse(name, default, |raw| {
+            raw.parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| format!("must be a whole number from {} to {}", range.start(), range.end()))
+        })
+    }
+}
+
+fn placeholder(name: &str) -> Option<&'static str> {
+    ENV_EXAMPLE.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == name).then(|| value.trim())
+    })
+}
+
+impl Config {
+    /// Reads and checks the whole configuration.
+    ///
+    /// # Errors
+    /// Every problem found, one per variable.
+    pub fn load(env: &Env) -> Result<Self, Vec<ConfigProblem>> {
+        let mut r = Reader { env, problems: Vec::new() };
+
+        let app_env = r.parse("APP_ENV", AppEnv::Production, |raw| {
+            raw.parse().map_err(|()| "must be `development`, `test` or `production`".to_owned())
+        });
+        // An unparseable APP_ENV is already an error; the production rules are then skipped so that
+        // the operator reads one line about APP_ENV rather than a cascade.
+        let production = app_env == AppEnv::Production && r.problems.is_empty();
+
+        // Secrets.
+        let keygen = "create one with `bulwark keygen` (or `make env`)";
+        let database_url = r.secret("DATABASE_URL", "set it to a postgres:// URL");
+        let connect = database_url.as_ref().and_then(|url| match PgConnectOptions::from_str(url.expose_secret()) {
+            Ok(options) => Some(options),
+            Err(_) => {
+                // sqlx's parse error may quote the URL, password included: say nothing specific.
+                r.fail("DATABASE_URL", "is not a valid postgres:// URL");
+                None
+            }
+        });
+        let jwt_key = r.secret("JWT_SIGNING_KEY", keygen);
+        let jwt_kid = match env.get("JWT_SIGNING_KEY_ID") {
+            None => {
+                r.fail("JWT_SIGNING_KEY_ID", &format!("is missing; {keygen}"));
+                None
+            }
+            Some(raw) => KeyId::parse(raw).map_err(|e| r.fail("JWT_SIGNING_KEY_ID", &e.to_string())).ok(),
+        };
+        let jwt_signing = match (jwt_kid, jwt_key) {
+            (Some(kid), Some(key)) => {
+                JwtSigningKey::parse(kid, &key).map_err(|e| r.fail("JWT_SIGNING_KEY", &e.to_string())).ok()
+            }
+            _ => None,
+        };
+        let data_encryption = r
+            .secret("DATA_ENCRYPTION_KEYS", keygen)
+            .and_then(|raw| DataKeyring::parse(&raw).map_err(|e| r.fail("DATA_ENCRYPTION_KEYS", &e.to_string())).ok());
+
+        // HTTP.
+        let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
+            raw.parse().map_err(|_| "must be an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
+        });
+        let port = r.number("PORT", 8080, 0..=65535);
+        let default_workers = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+        let workers = r.number("HTTP_WORKERS", default_workers, 1..=256);
+        let json_body_limit = r.number("JSON_BODY_LIMIT_BYTES", 64 * 1024, 1024..=10 * 1024 * 1024);
+        let request_timeout = r.number("REQUEST_TIMEOUT_SECS", 30, 1..=600);
+        let client_header_timeout = r.number("CLIENT_HEADER_TIMEOUT_MS", 5000, 100..=60_000);
+        let shutdown_grace = r.number("SHUTDOWN_GRACE_SECS", 30, 0..=300);
+        let readiness_timeout = r.number("READINESS_TIMEOUT_MS", 2000, 100..=10_000);
+        let behind_tls_proxy = r.flag("BEHIND_TLS_PROXY", false);
+        let docs_ui = r.flag("DOCS_UI", false);
+        let cors = r.parse("CORS_ALLOWED_ORIGINS", CorsPolicy::AllowList(Vec::new()), parse_cors);
+        for tls_var in ["TLS_CERT_PATH", "TLS_KEY_PATH"] {
+            if env.get(tls_var).is_some() {
+                r.fail(tls_var, "in-process TLS is not supported by this version; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
+            }
+        }
+
+        // Database.
+        let max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10, 1..=1000);
+        let acquire_timeout = r.number("DATABASE_ACQUIRE_TIMEOUT_SECS", 3, 1..=60);
+        let statement_timeout = r.number("DATABASE_STATEMENT_TIMEOUT_MS", 5000, 100..=600_000);
+        let migrate_on_start = r.flag("MIGRATE_ON_START", false);
+
+        // Logging.
+        let format = r.parse("LOG_FORMAT", if production { LogFormat::Json } else { LogFormat::Text }, |raw| match raw {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err("must be `json` or `text`".to_owned()),
+        });
+        let filter = r.parse("RUST_LOG", "info,sqlx=warn".to_owned(), |raw| {
+            tracing_subscriber::EnvFilter::try_new(raw)
+                .map(|_| raw.to_owned())
+                .map_err(|_| "is not a valid tracing filter (e.g. `info,bulwark=debug`)".to_owned())
+        });
+
+        // Production rules: each of these is fine on a laptop and a vulnerability on the internet.
+        if production {
+            if cors == CorsPolicy::AnyOrigin {
+                r.fail("CORS_ALLOWED_ORIGINS", "must list origins in production; `*` is refused");
+            }
+            if docs_ui {
+                r.fail("DOCS_UI", "must be false in production (the OpenAPI document stays at /openapi.json)");
+            }
+            if !behind_tls_proxy {
+                r.fail("BEHIND_TLS_PROXY", "plain HTTP is refused in production; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
+            }
+        }
+
+        let (Some(connect), Some(database_url), Some(jwt_signing), Some(data_encryption), true) =
+            (connect, database_url, jwt_signing, data_encryption, r.problems.is_empty())
+        else {
+            return Err(r.problems);
+        };
+        // The casts below are lossless: each number was range-checked above.
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(Self {
+            env: app_env,
+            http: HttpSettings {
+                host,
+                port: port as u16,
+                workers: workers as usize,
+                json_body_limit: json_body_limit as usize,
+                request_timeout: Duration::from_secs(request_timeout),
+                client_header_timeout: Duration::from_millis(client_header_timeout),
+                shutdown_grace: Duration::from_secs(shutdown_grace),
+                readiness_timeout: Duration::from_millis(readiness_timeout),
+                behind_tls_proxy,
+                cors,
+                docs_ui,
+            },
+            database: DatabaseSettings {
+                connect,
+                max_connections: max_connections as u32,
+                acquire_timeout: Duration::from_secs(acquire_timeout),
+                statement_timeout: Duration::from_millis(statement_timeout),
+            },
+            database_url,
+            migrate_on_start,
+            keys: Keys { jwt_signing, data_encryption },
+            log: LogSettings { format, filter },
+        })
+    }
+}
+
+/// `*` or a comma-separated list of origins, each exactly `scheme://host[:port]`.
+fn parse_cors(raw: &str) -> Result<CorsPolicy, String> {
+    if raw == "*" {
+        return Ok(CorsPolicy::AnyOrigin);
+    }
+    raw.split(',')
+        .map(str::trim)
+        .map(|origin| {
+            if is_origin(origin) {
+                Ok(origin.to_owned())
+            } else {
+                Err("must be `*` or a comma-separated list of origins like https://app.example.com (scheme, host, optional port; no path)".to_owned())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(CorsPolicy::AllowList)
+}
+
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_security::keys::generate_keys;
+
+    fn valid_pairs() -> Vec<(String, String)> {
+        let keys = generate_keys().unwrap();
+        vec![
+            ("APP_ENV".into(), "test".into()),
+            ("DATABASE_URL".into(), "postgres://app:pw@127.0.0.1:5432/bulwark".into()),
+            ("JWT_SIGNING_KEY_ID".into(), keys.jwt_key_id.clone()),
+            ("JWT_SIGNING_KEY".into(), keys.jwt_signing_key.expose_secret().to_owned()),
+            ("DATA_ENCRYPTION_KEYS".into(), keys.data_encryption_keys.expose_secret().to_owned()),
+        ]
+    }
+
+    fn load(pairs: &[(String, String)]) -> Result<Config, Vec<ConfigProblem>> {
+        Config::load(&Env::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+    }
+
+    fn with(mut pairs: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
+        pairs.retain(|(k, _)| k != key);
+        pairs.push((key.into(), value.into()));
+        pairs
+    }
+
+    fn vars(problems: &[ConfigProblem]) -> Vec<&str> {
+        problems.iter().map(|p| p.var.as_str()).collect()
+    }
+
+    #[test]
+    fn a_complete_environment_loads_with_safe_defaults() {
+        let config = load(&valid_pairs()).unwrap();
+        assert_eq!(config.env, AppEnv::Test);
+        assert_eq!(config.http.json_body_limit, 64 * 1024);
+        assert_eq!(config.http.host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.http.cors, CorsPolicy::AllowList(vec![]));
+        assert!(!config.http.docs_ui);
+        assert_eq!(config.database.acquire_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn every_missing_secret_is_reported_at_once() {
+        let problems = load(&[("APP_ENV".into(), "test".into())]).unwrap_err();
+        assert_eq!(vars(&problems), ["DATABASE_URL", "JWT_SIGNING_KEY", "JWT_SIGNING_KEY_ID", "DATA_ENCRYPTION_KEYS"]);
+    }
+
+    #[test]
+    fn placeholders_from_env_example_are_refused() {
+        for name in SECRETS {
+            let value = placeholder(name).unwrap();
+            let problems = load(&with(valid_pairs(), name, value)).unwrap_err();
+            assert_eq!(vars(&problems), [name]);
+            assert!(problems[0].message.contains("placeholder"));
+        }
+    }
+
+    #[test]
+    fn problems_never_quote_the_secret() {
+        let bad_url = "mysql://user:sup3r-s3cret@db/x";
+        let pairs = with(with(valid_pairs(), "DATABASE_URL", bad_url), "DATA_ENCRYPTION_KEYS", "k1:c3VwM3Itc2VjcmV0");
+        let problems = load(&pairs).unwrap_err();
+        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        assert!(!text.contains("sup3r"), "{text}");
+        assert!(!text.contains("c3VwM3Itc2VjcmV0"), "{text}");
+    }
+
+    #[test]
+    fn unset_app_env_means_production_and_production_is_strict() {
+        let mut pairs = valid_pairs();
+        pairs.retain(|(k, _)| k != "APP_ENV");
+        let pairs = with(with(pairs, "CORS_ALLOWED_ORIGINS", "*"), "DOCS_UI", "true");
+        let problems = load(&pairs).unwrap_err();
+        assert_eq!(vars(&problems), ["CORS_ALLOWED_ORIGINS", "DOCS_UI", "BEHIND_TLS_PROXY"]);
+
+        let pairs = with(with(valid_pairs(), "APP_ENV", "production"), "BEHIND_TLS_PROXY", "true");
+        let config = load(&pairs).unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn malformed_numbers_flags_and_origins_are_reported() {
+        let pairs = [
+            ("PORT", "http"),
+            ("BEHIND_TLS_PROXY", "yes"),
+            ("CORS_ALLOWED_ORIGINS", "https://ok.example, https://bad.example/path"),
+            ("JSON_BODY_LIMIT_BYTES", "1"),
+            ("APP_ENV", "staging"),
+            ("TLS_CERT_PATH", "/etc/cert.pem"),
+            ("RUST_LOG", "info,[[["),
+        ]
+        .into_iter()
+        .fold(valid_pairs(), |acc, (k, v)| with(acc, k, v));
+        let mut got = vars(&load(&pairs).unwrap_err()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        got.sort();
+        assert_eq!(
+            got,
+            ["APP_ENV", "BEHIND_TLS_PROXY", "CORS_ALLOWED_ORIGINS", "JSON_BODY_LIMIT_BYTES", "PORT", "RUST_LOG", "TLS_CERT_PATH"]
+        );
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_optional_port() {
+        for ok in ["https://app.example.com", "http://localhost:3000", "https://[::1]:8443"] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in ["app.example.com", "https://", "https://a.example/", "https://a.example:0", "ftp://a", "https://a b", "null"] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("bulwark-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut pairs = valid_pairs();
+        let key = pairs.iter().find(|(k, _)| k == "JWT_SIGNING_KEY").unwrap().1.clone();
+        std::fs::write(dir.join("jwt"), format!("{key}\n")).unwrap();
+        pairs.retain(|(k, _)| k != "JWT_SIGNING_KEY");
+        let path = dir.join("jwt").display().to_string();
+        pairs.push(("JWT_SIGNING_KEY_FILE".into(), path.clone()));
+        assert!(load(&pairs).is_ok());
+
+        pairs.push(("JWT_SIGNING_KEY".into(), key));
+        assert_eq!(vars(&load(&pairs).unwrap_err()), ["JWT_SIGNING_KEY"]);
+
+        let mut pairs = valid_pairs();
+        pairs.retain(|(k, _)| k != "DATA_ENCRYPTION_KEYS");
+        pairs.push(("DATA_ENCRYPTION_KEYS_FILE".into(), "/nonexistent/bulwark".into()));
+        assert_eq!(vars(&load(&pairs).unwrap_err()), ["DATA_ENCRYPTION_KEYS_FILE"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,19 @@
+//! # bulwark-domain
+//!
+//! The middle of the hexagon. Everything here is plain Rust: types that are valid by construction
+//! (parse, don't validate), the rules and policies of the service, the *ports* (traits) that the
+//! outside world implements, and — as the issues land — the use-case services that REST, GraphQL and
+//! WebSocket all call. There is exactly one place where "may this actor do this to this object" is
+//! decided, and it lives in this crate.
+//!
+//! **Never imports** an IO crate: no sqlx, actix, tokio, reqwest, redis. A test in
+//! `tests/api/architecture.rs` reads this crate's manifest and fails if one appears. Adapters depend
+//! on the domain, never the other way round.
+//!
+//! What exists today (the foundation):
+//! - [`audit`]: the append-only security audit trail — its event type and the [`audit::AuditLog`]
+//!   port, implemented by `bulwark-persistence`.
+//! - [`health`]: the [`health::DependencyProbe`] port used by the readiness endpoint.
+
+pub mod audit;
+pub mod health;

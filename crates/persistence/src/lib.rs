@@ -1,0 +1,50 @@
+//! # bulwark-persistence
+//!
+//! The outbound database adapter: a PostgreSQL pool built with safe limits ([`pool`]), the embedded
+//! migrations ([`MIGRATOR`]), and repositories that implement the ports of `bulwark-domain`
+//! ([`audit::PgAuditLog`], [`health::PgProbe`]).
+//!
+//! Rules this crate keeps:
+//! - Only `sqlx::query!`/`query_as!` (checked against the schema at compile time, offline through
+//!   the committed `.sqlx/` cache) — never SQL assembled from strings. Parameters are always bound.
+//! - Constraint names from `migrations/` are mapped to domain errors; raw database errors never
+//!   leave this crate as anything the client could see.
+//!
+//! **Never imports** a transport (actix, async-graphql) or the app's configuration.
+
+pub mod audit;
+pub mod health;
+pub mod pool;
+
+/// The migrations in `migrations/`, embedded in the binary at compile time so that `bulwark migrate`
+/// needs no files on the server.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+pub use pool::{DatabaseSettings, connect};
+pub use sqlx::PgPool;
+pub use sqlx::migrate::MigrateError;
+pub use sqlx::postgres::PgConnectOptions;
+
+/// Applies every pending migration (idempotent; sqlx takes an advisory lock so two instances
+/// starting together do not race).
+///
+/// # Errors
+/// [`MigrateError`] when the database cannot be reached, a migration fails, or an applied
+/// migration was edited after it landed (its checksum changed).
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Creates the database named in `url` when it does not exist yet (development convenience; in
+/// production the database is provisioned by the operator and the app's role cannot create one).
+///
+/// # Errors
+/// A database error when the server cannot be reached or the role may not create databases.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::migrate::MigrateDatabase;
+    if sqlx::Postgres::database_exists(url).await? {
+        Ok(false)
+    } else {
+        sqlx::Postgres::create_database(url).await.map(|()| true)
+    }
+}

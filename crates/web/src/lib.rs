@@ -1,0 +1,25 @@
+//! # bulwark-web
+//!
+//! The HTTP plumbing shared by every transport — REST, GraphQL and the WebSocket endpoints are all
+//! served by one actix-web application, and each of them needs the same things from it:
+//!
+//! - [`problem`]: RFC 9457 `application/problem+json` errors, the only error body the service sends;
+//! - [`middleware`]: request ids and the per-request tracing span, the contract's security headers,
+//!   the turning of *every* error (404, 405, 413, a panic) into a problem, and a request deadline;
+//! - [`extract`]: body-size, content-type and JSON-shape rules for extractors, mapped to problems;
+//! - [`cors`]: CORS from an allowlist.
+//!
+//! It lives in its own crate so that no transport reaches another one for these (see
+//! `../../STYLE.md` of the project). As the identity issue lands, turning credentials into an
+//! `Actor` and the client IP rules join it here.
+//!
+//! **Never imports** a database crate, the security adapters or the app's configuration: settings
+//! arrive as plain values.
+
+pub mod cors;
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+
+pub use middleware::request_context::RequestId;
+pub use problem::{FieldError, Problem, ProblemError};

@@ -1,0 +1,53 @@
+//! The middleware stack every response passes through, outermost first:
+//!
+//! 1. [`request_context`] — gives the request an id and a tracing span, logs its completion, echoes
+//!    `X-Request-Id`;
+//! 2. [`security_headers`] — the contract's security headers on every response;
+//! 3. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
+//!    RFC 9457 problem, and logs 5xx causes once;
+//! 4. [`timeout`] — the request deadline;
+//! 5. CORS (see [`crate::cors`]) — innermost, so its rejections become problems too.
+//!
+//! [`install`] applies them in this order so that no caller can get it wrong.
+
+pub mod problems;
+pub mod request_context;
+pub mod security_headers;
+pub mod timeout;
+
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::App;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+
+pub use security_headers::SecurityHeaders;
+
+/// Wraps an actix `App` in the whole stack.
+pub fn install<T, B>(
+    app: App<T>,
+    cors: Cors,
+    headers: SecurityHeaders,
+    request_timeout: Duration,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<B>, Error = actix_web::Error, InitError = ()>
+        + 'static,
+    B: MessageBody + 'static,
+{
+    app.wrap(cors)
+        .wrap(from_fn(move |req, next| timeout::deadline(request_timeout, req, next)))
+        .wrap(from_fn(problems::problem_responses))
+        .wrap(from_fn(move |req, next| security_headers::apply(headers, req, next)))
+        .wrap(from_fn(request_context::request_context))
+}

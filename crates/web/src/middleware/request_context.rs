@@ -1,0 +1,145 @@
+//! Request ids and the per-request span.
+//!
+//! Every request gets an id: the client's `X-Request-Id` when it is well formed (so that a trace can
+//! cross services), else a fresh UUID. The id goes into the span, every problem body, every audit
+//! event and the response's `X-Request-Id` header.
+//!
+//! What is logged about a request is deliberately small: method, route pattern, path (never the
+//! query string, which is where careless clients put tokens), peer address, status and latency.
+//! Headers — `Authorization`, `Cookie` — and bodies are never logged.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::{Ready, ready};
+use tracing::Instrument;
+
+/// The response (and request) header carrying the request id.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest accepted incoming id.
+const MAX_LEN: usize = 64;
+
+/// The id of the current request. Extract it in a handler, or read it with [`RequestId::of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Accepts an incoming id when it is 1..=64 characters of `[A-Za-z0-9._-]`. Anything else (too
+    /// long, spaces, control characters that could forge log lines) is replaced, not echoed.
+    #[must_use]
+    pub fn from_header(value: Option<&HeaderValue>) -> Self {
+        value
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_well_formed(v))
+            .map_or_else(Self::generate, |v| Self(v.to_owned()))
+    }
+
+    /// A fresh random id.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id of a request that went through [`request_context`]; a fresh one otherwise.
+    #[must_use]
+    pub fn of(req: &HttpRequest) -> Self {
+        req.extensions().get::<Self>().cloned().unwrap_or_else(Self::generate)
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_well_formed(id: &str) -> bool {
+    (1..=MAX_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl FromRequest for RequestId {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(Ok(Self::of(req)))
+    }
+}
+
+/// The outermost middleware: id, span, completion log line, `X-Request-Id`.
+///
+/// # Errors
+/// Passes on an error of the inner service unchanged (in practice there is none: the problem
+/// middleware inside turns every error into a response).
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = RequestId::from_header(req.headers().get(X_REQUEST_ID));
+    req.extensions_mut().insert(id.clone());
+
+    let span = tracing::info_span!(
+        "http.request",
+        request_id = %id.as_str(),
+        method = %req.method(),
+        route = tracing::field::Empty,
+        path = %req.path(),
+        peer = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    if let Some(peer) = req.peer_addr() {
+        span.record("peer", tracing::field::display(peer.ip()));
+    }
+
+    let mut res = next.call(req).instrument(span.clone()).await?;
+
+    if let Some(pattern) = res.request().match_pattern() {
+        span.record("route", tracing::field::display(pattern));
+    }
+    let status = res.status().as_u16();
+    span.record("status", status);
+    span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!("request failed");
+        } else {
+            tracing::info!("request completed");
+        }
+    });
+
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_ids_are_kept() {
+        for id in ["abc", "3f0d8c1e-8d4b-4a43-9d5e-1f1c2b3a4d5e", "trace_1.2-3"] {
+            let value = HeaderValue::from_str(id).unwrap();
+            assert_eq!(RequestId::from_header(Some(&value)).as_str(), id);
+        }
+    }
+
+    #[test]
+    fn malformed_ids_are_replaced_not_echoed() {
+        let long = "a".repeat(MAX_LEN + 1);
+        for id in ["", "a b", "x\ty", "<script>", "a\"b", long.as_str(), "ünï"] {
+            let Ok(value) = HeaderValue::from_str(id) else { continue };
+            let got = RequestId::from_header(Some(&value));
+            assert_ne!(got.as_str(), id);
+            assert!(uuid::Uuid::parse_str(got.as_str()).is_ok());
+        }
+    }
+}
