@@ -1,1 +1,22 @@
-//! placeholder
+//! Bulwark's black-box API suite: one test binary, one module per area (Zero To Production's
+//! `tests/api` layout). Each test starts the real application on port 0 against a database of its
+//! own, talks HTTP to it, and drops the database at the end.
+//!
+//! Run it with `make test` (or `cargo test -p bulwark-tests`); it needs the PostgreSQL server at
+//! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
+
+mod architecture;
+mod compose;
+mod cors;
+mod errors;
+mod headers;
+mod health;
+mod helpers;
+mod openapi;
+mod timeouts;

@@ -62,7 +62,10 @@ fn with_config(f: impl FnOnce(Config) -> anyhow::Result<()>) -> ExitCode {
         Ok(config) => report(f(config)),
         Err(problems) => {
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "bulwark: refusing to start; fix the configuration (see .env.example):");
+            let _ = writeln!(
+                stderr,
+                "bulwark: refusing to start; fix the configuration (see .env.example):"
+            );
             for problem in problems {
                 let _ = writeln!(stderr, "  {problem}");
             }
@@ -83,7 +86,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -112,7 +118,9 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         tracing::info!("created the database");
     }
     let pool = bulwark_persistence::connect(&config.database);
-    bulwark_persistence::migrate(&pool).await.context("migration failed")?;
+    bulwark_persistence::migrate(&pool)
+        .await
+        .context("migration failed")?;
     pool.close().await;
     tracing::info!("migrations are up to date");
     Ok(())
@@ -128,27 +136,49 @@ fn keygen(out_dir: Option<&Path>) -> anyhow::Result<()> {
     let keys = bulwark_security::keys::generate_keys()?;
     let Some(dir) = out_dir else {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "# Fresh secrets from `bulwark keygen`. Keep them out of version control and logs.")?;
+        writeln!(
+            out,
+            "# Fresh secrets from `bulwark keygen`. Keep them out of version control and logs."
+        )?;
         writeln!(out, "JWT_SIGNING_KEY_ID={}", keys.jwt_key_id)?;
-        writeln!(out, "JWT_SIGNING_KEY={}", keys.jwt_signing_key.expose_secret())?;
-        writeln!(out, "DATA_ENCRYPTION_KEYS={}", keys.data_encryption_keys.expose_secret())?;
+        writeln!(
+            out,
+            "JWT_SIGNING_KEY={}",
+            keys.jwt_signing_key.expose_secret()
+        )?;
+        writeln!(
+            out,
+            "DATA_ENCRYPTION_KEYS={}",
+            keys.data_encryption_keys.expose_secret()
+        )?;
         return Ok(());
     };
     std::fs::create_dir_all(dir)?;
     // The key and its id belong together: write both or neither.
     if !dir.join("jwt_signing_key").exists() {
         write_secret_file(&dir.join("jwt_signing_key_id"), &keys.jwt_key_id)?;
-        write_secret_file(&dir.join("jwt_signing_key"), keys.jwt_signing_key.expose_secret())?;
+        write_secret_file(
+            &dir.join("jwt_signing_key"),
+            keys.jwt_signing_key.expose_secret(),
+        )?;
     }
     if !dir.join("data_encryption_keys").exists() {
-        write_secret_file(&dir.join("data_encryption_keys"), keys.data_encryption_keys.expose_secret())?;
+        write_secret_file(
+            &dir.join("data_encryption_keys"),
+            keys.data_encryption_keys.expose_secret(),
+        )?;
     }
     Ok(())
 }
 
 fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(content.as_bytes())?;
     Ok(())
 }

@@ -28,7 +28,12 @@ use secrecy::{ExposeSecret, SecretString};
 const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
 
 /// Variables that may be given through a file named by `<NAME>_FILE`.
-const FILE_CAPABLE: [&str; 4] = ["DATABASE_URL", "JWT_SIGNING_KEY", "JWT_SIGNING_KEY_ID", "DATA_ENCRYPTION_KEYS"];
+const FILE_CAPABLE: [&str; 4] = [
+    "DATABASE_URL",
+    "JWT_SIGNING_KEY",
+    "JWT_SIGNING_KEY_ID",
+    "DATA_ENCRYPTION_KEYS",
+];
 /// Variables whose `.env.example` value is a placeholder that must be replaced.
 const SECRETS: [&str; 3] = ["DATABASE_URL", "JWT_SIGNING_KEY", "DATA_ENCRYPTION_KEYS"];
 
@@ -151,7 +156,9 @@ pub struct Env {
 
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Env").field("names", &self.vars.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Env")
+            .field("names", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -162,17 +169,25 @@ impl Env {
     /// A problem when `.env` exists but cannot be parsed, or a `_FILE` cannot be read.
     pub fn from_process() -> Result<Self, Vec<ConfigProblem>> {
         let mut vars: HashMap<String, String> = std::env::vars().collect();
-        if vars.get("APP_ENV").map(String::as_str) == Some("development") && Path::new(".env").exists() {
+        if vars.get("APP_ENV").map(String::as_str) == Some("development")
+            && Path::new(".env").exists()
+        {
             // Read into our own map rather than `std::env::set_var`: mutating the process
             // environment is unsound once threads exist, and it would leak `.env` into children.
-            let entries = dotenvy::from_path_iter(".env").and_then(Iterator::collect::<Result<Vec<_>, _>>);
+            let entries =
+                dotenvy::from_path_iter(".env").and_then(Iterator::collect::<Result<Vec<_>, _>>);
             match entries {
                 Ok(entries) => {
                     for (k, v) in entries {
                         vars.entry(k).or_insert(v);
                     }
                 }
-                Err(_) => return Err(vec![problem(".env", "cannot be parsed (expected NAME=value lines)")]),
+                Err(_) => {
+                    return Err(vec![problem(
+                        ".env",
+                        "cannot be parsed (expected NAME=value lines)",
+                    )]);
+                }
             }
         }
         Self::from_map(vars)
@@ -182,36 +197,61 @@ impl Env {
     ///
     /// # Errors
     /// As [`Env::from_process`].
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Vec<ConfigProblem>> {
-        Self::from_map(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        Self::from_map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
     }
 
     fn from_map(mut vars: HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         for name in FILE_CAPABLE {
             let file_var = format!("{name}_FILE");
-            let Some(path) = vars.get(&file_var).filter(|p| !p.is_empty()).cloned() else { continue };
+            let Some(path) = vars.get(&file_var).filter(|p| !p.is_empty()).cloned() else {
+                continue;
+            };
             if vars.get(name).is_some_and(|v| !v.is_empty()) {
-                problems.push(problem(name, &format!("is set both directly and through {file_var}; set one")));
+                problems.push(problem(
+                    name,
+                    &format!("is set both directly and through {file_var}; set one"),
+                ));
                 continue;
             }
             match std::fs::read_to_string(&path) {
                 Ok(content) => {
-                    vars.insert(name.to_owned(), content.trim_end_matches(['\r', '\n']).to_owned());
+                    vars.insert(
+                        name.to_owned(),
+                        content.trim_end_matches(['\r', '\n']).to_owned(),
+                    );
                 }
                 Err(_) => problems.push(problem(&file_var, "names a file that cannot be read")),
             }
         }
-        if problems.is_empty() { Ok(Self { vars }) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(Self { vars })
+        } else {
+            Err(problems)
+        }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 }
 
 fn problem(var: &str, message: &str) -> ConfigProblem {
-    ConfigProblem { var: var.to_owned(), message: message.to_owned() }
+    ConfigProblem {
+        var: var.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 /// Collects problems while reading variables.
@@ -232,13 +272,21 @@ impl Reader<'_> {
             return None;
         };
         if SECRETS.contains(&name) && placeholder(name).is_some_and(|p| p == value) {
-            self.fail(name, &format!("is still the placeholder from .env.example; {how_to_fix}"));
+            self.fail(
+                name,
+                &format!("is still the placeholder from .env.example; {how_to_fix}"),
+            );
             return None;
         }
         Some(SecretString::from(value.to_owned()))
     }
 
-    fn parse<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         match self.env.get(name) {
             None => default,
             Some(raw) => parse(raw).unwrap_or_else(|message| {
@@ -261,7 +309,13 @@ impl Reader<'_> {
             raw.parse::<u64>()
                 .ok()
                 .filter(|n| range.contains(n))
-                .ok_or_else(|| format!("must be a whole number from {} to {}", range.start(), range.end()))
+                .ok_or_else(|| {
+                    format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })
         })
     }
 }
@@ -279,10 +333,14 @@ impl Config {
     /// # Errors
     /// Every problem found, one per variable.
     pub fn load(env: &Env) -> Result<Self, Vec<ConfigProblem>> {
-        let mut r = Reader { env, problems: Vec::new() };
+        let mut r = Reader {
+            env,
+            problems: Vec::new(),
+        };
 
         let app_env = r.parse("APP_ENV", AppEnv::Production, |raw| {
-            raw.parse().map_err(|()| "must be `development`, `test` or `production`".to_owned())
+            raw.parse()
+                .map_err(|()| "must be `development`, `test` or `production`".to_owned())
         });
         // An unparseable APP_ENV is already an error; the production rules are then skipped so that
         // the operator reads one line about APP_ENV rather than a cascade.
@@ -291,12 +349,16 @@ impl Config {
         // Secrets.
         let keygen = "create one with `bulwark keygen` (or `make env`)";
         let database_url = r.secret("DATABASE_URL", "set it to a postgres:// URL");
-        let connect = database_url.as_ref().and_then(|url| match PgConnectOptions::from_str(url.expose_secret()) {
-            Ok(options) => Some(options),
-            Err(_) => {
-                // sqlx's parse error may quote the URL, password included: say nothing specific.
-                r.fail("DATABASE_URL", "is not a valid postgres:// URL");
-                None
+        let connect = database_url.as_ref().and_then(|url| {
+            let url = url.expose_secret();
+            let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            match PgConnectOptions::from_str(url) {
+                Ok(options) if scheme_ok => Some(options),
+                _ => {
+                    // sqlx's parse error may quote the URL, password included: say nothing specific.
+                    r.fail("DATABASE_URL", "is not a valid postgres:// URL");
+                    None
+                }
             }
         });
         let jwt_key = r.secret("JWT_SIGNING_KEY", keygen);
@@ -305,21 +367,28 @@ impl Config {
                 r.fail("JWT_SIGNING_KEY_ID", &format!("is missing; {keygen}"));
                 None
             }
-            Some(raw) => KeyId::parse(raw).map_err(|e| r.fail("JWT_SIGNING_KEY_ID", &e.to_string())).ok(),
+            Some(raw) => KeyId::parse(raw)
+                .map_err(|e| r.fail("JWT_SIGNING_KEY_ID", &e.to_string()))
+                .ok(),
         };
-        let jwt_signing = match (jwt_kid, jwt_key) {
-            (Some(kid), Some(key)) => {
-                JwtSigningKey::parse(kid, &key).map_err(|e| r.fail("JWT_SIGNING_KEY", &e.to_string())).ok()
-            }
-            _ => None,
-        };
-        let data_encryption = r
-            .secret("DATA_ENCRYPTION_KEYS", keygen)
-            .and_then(|raw| DataKeyring::parse(&raw).map_err(|e| r.fail("DATA_ENCRYPTION_KEYS", &e.to_string())).ok());
+        // The key is checked even when its id is missing, so that both problems are reported at once.
+        let jwt_signing = jwt_key.and_then(|key| {
+            let kid = jwt_kid.clone().or_else(|| KeyId::parse("unset").ok())?;
+            let parsed = JwtSigningKey::parse(kid, &key)
+                .map_err(|e| r.fail("JWT_SIGNING_KEY", &e.to_string()))
+                .ok();
+            parsed.filter(|_| jwt_kid.is_some())
+        });
+        let data_encryption = r.secret("DATA_ENCRYPTION_KEYS", keygen).and_then(|raw| {
+            DataKeyring::parse(&raw)
+                .map_err(|e| r.fail("DATA_ENCRYPTION_KEYS", &e.to_string()))
+                .ok()
+        });
 
         // HTTP.
         let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
-            raw.parse().map_err(|_| "must be an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
+            raw.parse()
+                .map_err(|_| "must be an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
         });
         let port = r.number("PORT", 8080, 0..=65535);
         let default_workers = std::thread::available_parallelism().map_or(2, usize::from) as u64;
@@ -331,7 +400,11 @@ impl Config {
         let readiness_timeout = r.number("READINESS_TIMEOUT_MS", 2000, 100..=10_000);
         let behind_tls_proxy = r.flag("BEHIND_TLS_PROXY", false);
         let docs_ui = r.flag("DOCS_UI", false);
-        let cors = r.parse("CORS_ALLOWED_ORIGINS", CorsPolicy::AllowList(Vec::new()), parse_cors);
+        let cors = r.parse(
+            "CORS_ALLOWED_ORIGINS",
+            CorsPolicy::AllowList(Vec::new()),
+            parse_cors,
+        );
         for tls_var in ["TLS_CERT_PATH", "TLS_KEY_PATH"] {
             if env.get(tls_var).is_some() {
                 r.fail(tls_var, "in-process TLS is not supported by this version; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
@@ -345,11 +418,19 @@ impl Config {
         let migrate_on_start = r.flag("MIGRATE_ON_START", false);
 
         // Logging.
-        let format = r.parse("LOG_FORMAT", if production { LogFormat::Json } else { LogFormat::Text }, |raw| match raw {
-            "json" => Ok(LogFormat::Json),
-            "text" => Ok(LogFormat::Text),
-            _ => Err("must be `json` or `text`".to_owned()),
-        });
+        let format = r.parse(
+            "LOG_FORMAT",
+            if production {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            },
+            |raw| match raw {
+                "json" => Ok(LogFormat::Json),
+                "text" => Ok(LogFormat::Text),
+                _ => Err("must be `json` or `text`".to_owned()),
+            },
+        );
         let filter = r.parse("RUST_LOG", "info,sqlx=warn".to_owned(), |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
@@ -359,19 +440,29 @@ impl Config {
         // Production rules: each of these is fine on a laptop and a vulnerability on the internet.
         if production {
             if cors == CorsPolicy::AnyOrigin {
-                r.fail("CORS_ALLOWED_ORIGINS", "must list origins in production; `*` is refused");
+                r.fail(
+                    "CORS_ALLOWED_ORIGINS",
+                    "must list origins in production; `*` is refused",
+                );
             }
             if docs_ui {
-                r.fail("DOCS_UI", "must be false in production (the OpenAPI document stays at /openapi.json)");
+                r.fail(
+                    "DOCS_UI",
+                    "must be false in production (the OpenAPI document stays at /openapi.json)",
+                );
             }
             if !behind_tls_proxy {
                 r.fail("BEHIND_TLS_PROXY", "plain HTTP is refused in production; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
             }
         }
 
-        let (Some(connect), Some(database_url), Some(jwt_signing), Some(data_encryption), true) =
-            (connect, database_url, jwt_signing, data_encryption, r.problems.is_empty())
-        else {
+        let (Some(connect), Some(database_url), Some(jwt_signing), Some(data_encryption), true) = (
+            connect,
+            database_url,
+            jwt_signing,
+            data_encryption,
+            r.problems.is_empty(),
+        ) else {
             return Err(r.problems);
         };
         // The casts below are lossless: each number was range-checked above.
@@ -399,7 +490,10 @@ impl Config {
             },
             database_url,
             migrate_on_start,
-            keys: Keys { jwt_signing, data_encryption },
+            keys: Keys {
+                jwt_signing,
+                data_encryption,
+            },
             log: LogSettings { format, filter },
         })
     }
@@ -424,7 +518,10 @@ fn parse_cors(raw: &str) -> Result<CorsPolicy, String> {
 }
 
 fn is_origin(origin: &str) -> bool {
-    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
         return false;
     };
     let (host, port) = match rest.rsplit_once(':') {
@@ -433,7 +530,9 @@ fn is_origin(origin: &str) -> bool {
     };
     let host_ok = !host.is_empty()
         && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
 }
@@ -447,15 +546,26 @@ mod tests {
         let keys = generate_keys().unwrap();
         vec![
             ("APP_ENV".into(), "test".into()),
-            ("DATABASE_URL".into(), "postgres://app:pw@127.0.0.1:5432/bulwark".into()),
+            (
+                "DATABASE_URL".into(),
+                "postgres://app:pw@127.0.0.1:5432/bulwark".into(),
+            ),
             ("JWT_SIGNING_KEY_ID".into(), keys.jwt_key_id.clone()),
-            ("JWT_SIGNING_KEY".into(), keys.jwt_signing_key.expose_secret().to_owned()),
-            ("DATA_ENCRYPTION_KEYS".into(), keys.data_encryption_keys.expose_secret().to_owned()),
+            (
+                "JWT_SIGNING_KEY".into(),
+                keys.jwt_signing_key.expose_secret().to_owned(),
+            ),
+            (
+                "DATA_ENCRYPTION_KEYS".into(),
+                keys.data_encryption_keys.expose_secret().to_owned(),
+            ),
         ]
     }
 
     fn load(pairs: &[(String, String)]) -> Result<Config, Vec<ConfigProblem>> {
-        Config::load(&Env::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+        Config::load(&Env::from_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?)
     }
 
     fn with(mut pairs: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
@@ -482,7 +592,15 @@ mod tests {
     #[test]
     fn every_missing_secret_is_reported_at_once() {
         let problems = load(&[("APP_ENV".into(), "test".into())]).unwrap_err();
-        assert_eq!(vars(&problems), ["DATABASE_URL", "JWT_SIGNING_KEY", "JWT_SIGNING_KEY_ID", "DATA_ENCRYPTION_KEYS"]);
+        assert_eq!(
+            vars(&problems),
+            [
+                "DATABASE_URL",
+                "JWT_SIGNING_KEY",
+                "JWT_SIGNING_KEY_ID",
+                "DATA_ENCRYPTION_KEYS"
+            ]
+        );
     }
 
     #[test]
@@ -498,9 +616,17 @@ mod tests {
     #[test]
     fn problems_never_quote_the_secret() {
         let bad_url = "mysql://user:sup3r-s3cret@db/x";
-        let pairs = with(with(valid_pairs(), "DATABASE_URL", bad_url), "DATA_ENCRYPTION_KEYS", "k1:c3VwM3Itc2VjcmV0");
+        let pairs = with(
+            with(valid_pairs(), "DATABASE_URL", bad_url),
+            "DATA_ENCRYPTION_KEYS",
+            "k1:c3VwM3Itc2VjcmV0",
+        );
         let problems = load(&pairs).unwrap_err();
-        let text = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        let text = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(!text.contains("sup3r"), "{text}");
         assert!(!text.contains("c3VwM3Itc2VjcmV0"), "{text}");
     }
@@ -511,9 +637,16 @@ mod tests {
         pairs.retain(|(k, _)| k != "APP_ENV");
         let pairs = with(with(pairs, "CORS_ALLOWED_ORIGINS", "*"), "DOCS_UI", "true");
         let problems = load(&pairs).unwrap_err();
-        assert_eq!(vars(&problems), ["CORS_ALLOWED_ORIGINS", "DOCS_UI", "BEHIND_TLS_PROXY"]);
+        assert_eq!(
+            vars(&problems),
+            ["CORS_ALLOWED_ORIGINS", "DOCS_UI", "BEHIND_TLS_PROXY"]
+        );
 
-        let pairs = with(with(valid_pairs(), "APP_ENV", "production"), "BEHIND_TLS_PROXY", "true");
+        let pairs = with(
+            with(valid_pairs(), "APP_ENV", "production"),
+            "BEHIND_TLS_PROXY",
+            "true",
+        );
         let config = load(&pairs).unwrap();
         assert_eq!(config.log.format, LogFormat::Json);
     }
@@ -523,7 +656,10 @@ mod tests {
         let pairs = [
             ("PORT", "http"),
             ("BEHIND_TLS_PROXY", "yes"),
-            ("CORS_ALLOWED_ORIGINS", "https://ok.example, https://bad.example/path"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://ok.example, https://bad.example/path",
+            ),
             ("JSON_BODY_LIMIT_BYTES", "1"),
             ("APP_ENV", "staging"),
             ("TLS_CERT_PATH", "/etc/cert.pem"),
@@ -531,20 +667,43 @@ mod tests {
         ]
         .into_iter()
         .fold(valid_pairs(), |acc, (k, v)| with(acc, k, v));
-        let mut got = vars(&load(&pairs).unwrap_err()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let mut got = vars(&load(&pairs).unwrap_err())
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
         got.sort();
         assert_eq!(
             got,
-            ["APP_ENV", "BEHIND_TLS_PROXY", "CORS_ALLOWED_ORIGINS", "JSON_BODY_LIMIT_BYTES", "PORT", "RUST_LOG", "TLS_CERT_PATH"]
+            [
+                "APP_ENV",
+                "BEHIND_TLS_PROXY",
+                "CORS_ALLOWED_ORIGINS",
+                "JSON_BODY_LIMIT_BYTES",
+                "PORT",
+                "RUST_LOG",
+                "TLS_CERT_PATH"
+            ]
         );
     }
 
     #[test]
     fn origins_are_scheme_host_and_optional_port() {
-        for ok in ["https://app.example.com", "http://localhost:3000", "https://[::1]:8443"] {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+        ] {
             assert!(is_origin(ok), "{ok}");
         }
-        for bad in ["app.example.com", "https://", "https://a.example/", "https://a.example:0", "ftp://a", "https://a b", "null"] {
+        for bad in [
+            "app.example.com",
+            "https://",
+            "https://a.example/",
+            "https://a.example:0",
+            "ftp://a",
+            "https://a b",
+            "null",
+        ] {
             assert!(!is_origin(bad), "{bad}");
         }
     }
@@ -554,7 +713,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bulwark-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut pairs = valid_pairs();
-        let key = pairs.iter().find(|(k, _)| k == "JWT_SIGNING_KEY").unwrap().1.clone();
+        let key = pairs
+            .iter()
+            .find(|(k, _)| k == "JWT_SIGNING_KEY")
+            .unwrap()
+            .1
+            .clone();
         std::fs::write(dir.join("jwt"), format!("{key}\n")).unwrap();
         pairs.retain(|(k, _)| k != "JWT_SIGNING_KEY");
         let path = dir.join("jwt").display().to_string();
@@ -566,8 +730,14 @@ mod tests {
 
         let mut pairs = valid_pairs();
         pairs.retain(|(k, _)| k != "DATA_ENCRYPTION_KEYS");
-        pairs.push(("DATA_ENCRYPTION_KEYS_FILE".into(), "/nonexistent/bulwark".into()));
-        assert_eq!(vars(&load(&pairs).unwrap_err()), ["DATA_ENCRYPTION_KEYS_FILE"]);
+        pairs.push((
+            "DATA_ENCRYPTION_KEYS_FILE".into(),
+            "/nonexistent/bulwark".into(),
+        ));
+        assert_eq!(
+            vars(&load(&pairs).unwrap_err()),
+            ["DATA_ENCRYPTION_KEYS_FILE"]
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,20 +1,26 @@
 //! Wiring: from a [`Config`] to a running HTTP server.
+//!
+//! [`AppState`] holds everything the workers share; [`app`] builds one actix `App` from it (the
+//! server calls it once per worker, the in-process tests call it directly); [`Application`] binds the
+//! socket and runs the server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
 use bulwark_domain::health::DependencyProbe;
-use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::PgPool;
+use bulwark_persistence::health::PgProbe;
 use bulwark_transport_rest::{ApiDoc, OpenApiDocument, Readiness};
 use bulwark_web::middleware::{self, SecurityHeaders};
-use bulwark_web::{cors, extract};
+use bulwark_web::routing::RouteTable;
+use bulwark_web::{cors, extract, routing};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
-use crate::config::Config;
+use crate::config::{Config, HttpSettings};
 
 /// Where the interactive docs live (development only).
 pub const DOCS_PREFIX: &str = "/docs/";
@@ -44,6 +50,105 @@ pub enum StartupError {
     OpenApi(#[source] serde_json::Error),
 }
 
+/// Everything the workers share, built once.
+#[derive(Clone)]
+pub struct AppState {
+    http: HttpSettings,
+    headers: SecurityHeaders,
+    readiness: web::Data<Readiness>,
+    document: web::Data<OpenApiDocument>,
+    routes: web::Data<RouteTable>,
+    test_routes: Option<TestRoutes>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the adapters over `pool` and renders the OpenAPI document.
+    ///
+    /// # Errors
+    /// [`StartupError::OpenApi`] when the document cannot be rendered.
+    pub fn new(
+        config: &Config,
+        pool: PgPool,
+        test_routes: Option<TestRoutes>,
+    ) -> Result<Self, StartupError> {
+        let http = config.http.clone();
+        let doc = bulwark_transport_rest::openapi();
+        let document = OpenApiDocument(
+            bulwark_transport_rest::openapi_json(&doc)
+                .map_err(StartupError::OpenApi)?
+                .into(),
+        );
+        let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool))];
+        Ok(Self {
+            headers: SecurityHeaders {
+                hsts: http.behind_tls_proxy,
+                docs_prefix: http.docs_ui.then_some(DOCS_PREFIX),
+            },
+            readiness: web::Data::new(Readiness::new(probes, http.readiness_timeout)),
+            document: web::Data::new(document),
+            routes: web::Data::new(bulwark_transport_rest::route_table(&doc)),
+            http,
+            test_routes,
+        })
+    }
+}
+
+/// One actix `App`: routes, extractor rules, fallback and the whole middleware stack.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.http.json_body_limit;
+    let (app, _doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(extract::json_config(limit))
+        .app_data(extract::payload_config(limit))
+        .app_data(extract::query_config())
+        .app_data(extract::path_config())
+        .app_data(state.readiness.clone())
+        .app_data(state.document.clone())
+        .app_data(state.routes.clone())
+        .configure(bulwark_transport_rest::routes)
+        .split_for_parts();
+    let app = match state.test_routes {
+        Some(routes) => app.configure(|cfg| routes(cfg)),
+        None => app,
+    };
+    let app = if state.http.docs_ui {
+        // The one route outside the OpenAPI document: a browser page, not part of the API, and
+        // refused by the configuration in production.
+        app.service(
+            utoipa_swagger_ui::SwaggerUi::new(format!("{DOCS_PREFIX}{{_:.*}}"))
+                .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+        )
+    } else {
+        app
+    };
+    let app = app.default_service(web::to(routing::fallback));
+    middleware::install(
+        app,
+        cors::cors(&state.http.cors),
+        state.headers,
+        state.http.request_timeout,
+    )
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
@@ -53,7 +158,9 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,18 +169,35 @@ impl Application {
     ///
     /// # Errors
     /// [`StartupError`] when the port cannot be bound or migrations fail.
-    pub async fn build(config: &Config, test_routes: Option<TestRoutes>) -> Result<Self, StartupError> {
+    pub async fn build(
+        config: &Config,
+        test_routes: Option<TestRoutes>,
+    ) -> Result<Self, StartupError> {
         let pool = bulwark_persistence::connect(&config.database);
         if config.migrate_on_start {
-            bulwark_persistence::migrate(&pool).await.map_err(StartupError::Migrate)?;
+            bulwark_persistence::migrate(&pool)
+                .await
+                .map_err(StartupError::Migrate)?;
         }
+        let state = AppState::new(config, pool.clone(), test_routes)?;
 
         let address = format!("{}:{}", config.http.host, config.http.port);
-        let listener =
-            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+        let bind_error = |source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&address).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
 
-        let server = server(config, pool.clone(), listener, test_routes)?;
+        let http = &config.http;
+        let server = HttpServer::new(move || app(state.clone()))
+            .workers(http.workers)
+            .client_request_timeout(http.client_header_timeout)
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .shutdown_timeout(http.shutdown_grace.as_secs())
+            .listen(listener)
+            .map_err(bind_error)?
+            .run();
         Ok(Self { port, server, pool })
     }
 
@@ -93,55 +217,4 @@ impl Application {
         self.pool.close().await;
         result
     }
-}
-
-fn server(
-    config: &Config,
-    pool: PgPool,
-    listener: TcpListener,
-    test_routes: Option<TestRoutes>,
-) -> Result<Server, StartupError> {
-    let http = config.http.clone();
-    let document = OpenApiDocument(
-        bulwark_transport_rest::openapi_json(&bulwark_transport_rest::openapi()).map_err(StartupError::OpenApi)?.into(),
-    );
-    let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool))];
-    let readiness = web::Data::new(Readiness::new(probes, http.readiness_timeout));
-    let document = web::Data::new(document);
-    let headers = SecurityHeaders { hsts: http.behind_tls_proxy, docs_prefix: http.docs_ui.then_some(DOCS_PREFIX) };
-
-    let server = HttpServer::new(move || {
-        let (app, _doc) = App::new()
-            .into_utoipa_app()
-            .openapi(ApiDoc::openapi())
-            .app_data(extract::json_config(http.json_body_limit))
-            .app_data(extract::payload_config(http.json_body_limit))
-            .app_data(extract::query_config())
-            .app_data(extract::path_config())
-            .app_data(readiness.clone())
-            .app_data(document.clone())
-            .configure(bulwark_transport_rest::routes)
-            .split_for_parts();
-        let app = match &test_routes {
-            Some(routes) => app.configure(|cfg| routes(cfg)),
-            None => app,
-        };
-        let app = if http.docs_ui {
-            app.service(
-                utoipa_swagger_ui::SwaggerUi::new(format!("{DOCS_PREFIX}{{_:.*}}"))
-                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
-            )
-        } else {
-            app
-        };
-        middleware::install(app, cors::cors(&http.cors), headers, http.request_timeout)
-    })
-    .workers(config.http.workers)
-    .client_request_timeout(config.http.client_header_timeout)
-    .client_disconnect_timeout(std::time::Duration::from_secs(1))
-    .shutdown_timeout(config.http.shutdown_grace.as_secs())
-    .listen(listener)
-    .map_err(|source| StartupError::Bind { address: "listener".into(), source })?
-    .run();
-    Ok(server)
 }

@@ -12,11 +12,18 @@ use crate::config::{LogFormat, LogSettings};
 /// instead of raw text on stderr. Call once, first thing.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     // `try_init` fails only when a subscriber is already installed (tests start several apps in one
     // process); the first one keeps working, which is what we want.
     let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.compact().try_init(),
     };
     std::panic::set_hook(Box::new(|info| {

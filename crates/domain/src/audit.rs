@@ -131,10 +131,10 @@ impl AuditDetail {
         if !shaped || FORBIDDEN_KEY_FRAGMENTS.iter().any(|f| key.contains(f)) {
             return Err(AuditInputError::DetailKey);
         }
-        if let AuditValue::Text(text) = &value {
-            if text.chars().count() > MAX_DETAIL_STRING_CHARS {
-                return Err(AuditInputError::DetailValue);
-            }
+        if let AuditValue::Text(text) = &value
+            && text.chars().count() > MAX_DETAIL_STRING_CHARS
+        {
+            return Err(AuditInputError::DetailValue);
         }
         if self.0.len() >= MAX_DETAIL_ENTRIES && !self.0.contains_key(key) {
             return Err(AuditInputError::TooManyEntries);
@@ -273,15 +273,37 @@ mod tests {
     fn event_types_are_dotted_lower_case_words() {
         assert!(EventType::parse("auth.login_failed").is_ok());
         assert!(EventType::parse("session.family.revoked").is_ok());
-        for bad in ["", "auth", "Auth.login", "auth..login", "auth.login failed", ".auth", "a.b\n", "auth.1x"] {
-            assert_eq!(EventType::parse(bad), Err(AuditInputError::EventType), "{bad:?}");
+        for bad in [
+            "",
+            "auth",
+            "Auth.login",
+            "auth..login",
+            "auth.login failed",
+            ".auth",
+            "a.b\n",
+            "auth.1x",
+        ] {
+            assert_eq!(
+                EventType::parse(bad),
+                Err(AuditInputError::EventType),
+                "{bad:?}"
+            );
         }
         assert!(EventType::parse(&format!("a.{}", "b".repeat(63))).is_err());
     }
 
     #[test]
     fn detail_keys_that_name_credentials_are_refused() {
-        for key in ["password", "new_password", "refresh_token", "secret", "password_hash", "otp", "recovery_code", "authorization"] {
+        for key in [
+            "password",
+            "new_password",
+            "refresh_token",
+            "secret",
+            "password_hash",
+            "otp",
+            "recovery_code",
+            "authorization",
+        ] {
             let result = AuditDetail::new().with(key, AuditValue::Text("x".into()));
             assert_eq!(result, Err(AuditInputError::DetailKey), "{key}");
         }
@@ -290,20 +312,33 @@ mod tests {
     #[test]
     fn detail_keys_must_be_snake_case() {
         for key in ["", "Reason", "re-ason", "1reason", "reason ", "réason"] {
-            assert!(AuditDetail::new().with(key, AuditValue::Flag(true)).is_err(), "{key:?}");
+            assert!(
+                AuditDetail::new()
+                    .with(key, AuditValue::Flag(true))
+                    .is_err(),
+                "{key:?}"
+            );
         }
     }
 
     #[test]
     fn detail_values_and_entries_are_bounded() {
         let long = "x".repeat(MAX_DETAIL_STRING_CHARS + 1);
-        assert_eq!(AuditDetail::new().with("reason", AuditValue::Text(long)), Err(AuditInputError::DetailValue));
+        assert_eq!(
+            AuditDetail::new().with("reason", AuditValue::Text(long)),
+            Err(AuditInputError::DetailValue)
+        );
 
         let mut detail = AuditDetail::new();
         for i in 0..MAX_DETAIL_ENTRIES {
-            detail = detail.with(&format!("k{i}"), AuditValue::Integer(1)).unwrap();
+            detail = detail
+                .with(&format!("k{i}"), AuditValue::Integer(1))
+                .unwrap();
         }
-        assert_eq!(detail.clone().with("one_more", AuditValue::Integer(1)), Err(AuditInputError::TooManyEntries));
+        assert_eq!(
+            detail.clone().with("one_more", AuditValue::Integer(1)),
+            Err(AuditInputError::TooManyEntries)
+        );
         // Replacing an existing key is not growth.
         assert!(detail.with("k0", AuditValue::Integer(2)).is_ok());
     }
@@ -328,6 +363,9 @@ mod tests {
         let ua = "é".repeat(MAX_USER_AGENT_CHARS + 10);
         let event = NewAuditEvent::new(EventType::parse("auth.login").unwrap(), Outcome::Success)
             .with_origin(None, Some(&ua));
-        assert_eq!(event.user_agent.unwrap().chars().count(), MAX_USER_AGENT_CHARS);
+        assert_eq!(
+            event.user_agent.unwrap().chars().count(),
+            MAX_USER_AGENT_CHARS
+        );
     }
 }

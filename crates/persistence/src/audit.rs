@@ -22,7 +22,9 @@ impl PgAuditLog {
 impl AuditLog for PgAuditLog {
     #[tracing::instrument(name = "audit.record", skip_all, fields(event_type = event.event_type.as_str()))]
     async fn record(&self, event: NewAuditEvent) -> Result<(), AuditError> {
-        let (subject_type, subject_id) = event.subject.map_or((None, None), |(t, id)| (Some(t), Some(id)));
+        let (subject_type, subject_id) = event
+            .subject
+            .map_or((None, None), |(t, id)| (Some(t), Some(id)));
         // Bound as text and cast by PostgreSQL: an `IpAddr` always prints as a valid `inet` literal, and
         // this spares the build an IP-network crate just for the binding.
         let ip = event.ip.map(|ip| ip.to_string());

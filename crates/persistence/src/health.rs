@@ -29,6 +29,9 @@ impl DependencyProbe for PgProbe {
             .fetch_one(&self.pool)
             .await
             .map(|_| ())
-            .map_err(|e| ProbeError { dependency: "postgres", reason: e.to_string() })
+            .map_err(|e| ProbeError {
+                dependency: "postgres",
+                reason: e.to_string(),
+            })
     }
 }

@@ -43,10 +43,14 @@ impl std::fmt::Debug for DatabaseSettings {
 #[must_use]
 pub fn connect(settings: &DatabaseSettings) -> PgPool {
     let millis = settings.statement_timeout.as_millis().to_string();
-    let connect = settings.connect.clone().application_name("bulwark").options([
-        ("statement_timeout", millis.as_str()),
-        ("idle_in_transaction_session_timeout", millis.as_str()),
-    ]);
+    let connect = settings
+        .connect
+        .clone()
+        .application_name("bulwark")
+        .options([
+            ("statement_timeout", millis.as_str()),
+            ("idle_in_transaction_session_timeout", millis.as_str()),
+        ]);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)

@@ -64,8 +64,14 @@ impl KeyId {
     /// [`KeyError::BadKeyId`] otherwise.
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
         let ok = (1..=64).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok { Ok(Self(raw.to_owned())) } else { Err(KeyError::BadKeyId) }
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(KeyError::BadKeyId)
+        }
     }
 
     /// The id as text.
@@ -90,7 +96,10 @@ pub struct JwtSigningKey {
 
 impl fmt::Debug for JwtSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtSigningKey").field("kid", &self.kid).field("pkcs8_der", &"[REDACTED]").finish()
+        f.debug_struct("JwtSigningKey")
+            .field("kid", &self.kid)
+            .field("pkcs8_der", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -102,12 +111,20 @@ impl JwtSigningKey {
     /// [`KeyError`] naming what is wrong.
     pub fn parse(kid: KeyId, base64_pkcs8: &SecretString) -> Result<Self, KeyError> {
         let der = decode_base64(base64_pkcs8)?;
-        let pair = Ed25519KeyPair::from_pkcs8(der.expose_secret()).map_err(|_| KeyError::NotEd25519Pkcs8)?;
-        let seed = pair.seed().and_then(|s| s.as_be_bytes()).map_err(|_| KeyError::NotEd25519Pkcs8)?;
+        let pair = Ed25519KeyPair::from_pkcs8(der.expose_secret())
+            .map_err(|_| KeyError::NotEd25519Pkcs8)?;
+        let seed = pair
+            .seed()
+            .and_then(|s| s.as_be_bytes())
+            .map_err(|_| KeyError::NotEd25519Pkcs8)?;
         if !looks_random(seed.as_ref()) {
             return Err(KeyError::NotRandom);
         }
-        Ok(Self { kid, public_key: pair.public_key().as_ref().to_vec(), pkcs8_der: der })
+        Ok(Self {
+            kid,
+            public_key: pair.public_key().as_ref().to_vec(),
+            pkcs8_der: der,
+        })
     }
 
     /// The key id published with tokens signed by this key.
@@ -137,7 +154,10 @@ pub struct DataKey {
 
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DataKey").field("id", &self.id).field("key", &"[REDACTED]").finish()
+        f.debug_struct("DataKey")
+            .field("id", &self.id)
+            .field("key", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -177,18 +197,26 @@ impl DataKeyring {
         let mut keys = Vec::new();
         let mut seen = HashSet::new();
         for (index, entry) in text.split(',').enumerate() {
-            let (id, key) = entry.trim().split_once(':').ok_or(KeyError::BadEntry(index + 1))?;
+            let (id, key) = entry
+                .trim()
+                .split_once(':')
+                .ok_or(KeyError::BadEntry(index + 1))?;
             let id = KeyId::parse(id)?;
             if !seen.insert(id.clone()) {
                 return Err(KeyError::DuplicateKeyId(id.0));
             }
             let bytes = decode_base64(&SecretString::from(key))?;
-            let array: [u8; DATA_KEY_LEN] =
-                bytes.expose_secret().try_into().map_err(|_| KeyError::WrongLength(bytes.expose_secret().len()))?;
+            let array: [u8; DATA_KEY_LEN] = bytes
+                .expose_secret()
+                .try_into()
+                .map_err(|_| KeyError::WrongLength(bytes.expose_secret().len()))?;
             if !looks_random(&array) {
                 return Err(KeyError::NotRandom);
             }
-            keys.push(DataKey { id, key: SecretBox::new(Box::new(array)) });
+            keys.push(DataKey {
+                id,
+                key: SecretBox::new(Box::new(array)),
+            });
         }
         Ok(Self { keys })
     }
@@ -232,7 +260,9 @@ pub struct GeneratedKeys {
 
 impl fmt::Debug for GeneratedKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GeneratedKeys").field("jwt_key_id", &self.jwt_key_id).finish_non_exhaustive()
+        f.debug_struct("GeneratedKeys")
+            .field("jwt_key_id", &self.jwt_key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,7 +276,8 @@ pub struct RandomnessUnavailable;
 /// # Errors
 /// [`RandomnessUnavailable`] when the CSPRNG fails.
 pub fn generate_keys() -> Result<GeneratedKeys, RandomnessUnavailable> {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| RandomnessUnavailable)?;
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| RandomnessUnavailable)?;
     let mut dek = [0u8; DATA_KEY_LEN];
     aws_lc_rs::rand::fill(&mut dek).map_err(|_| RandomnessUnavailable)?;
     let encoded_dek = STANDARD.encode(dek);
@@ -274,7 +305,10 @@ fn decode_base64(raw: &SecretString) -> Result<SecretSlice<u8>, KeyError> {
     if text.is_empty() {
         return Err(KeyError::Empty);
     }
-    STANDARD.decode(text).map(SecretSlice::from).map_err(|_| KeyError::NotBase64)
+    STANDARD
+        .decode(text)
+        .map(SecretSlice::from)
+        .map_err(|_| KeyError::NotBase64)
 }
 
 fn looks_random(bytes: &[u8]) -> bool {
@@ -304,26 +338,47 @@ mod tests {
     #[test]
     fn two_generations_differ() {
         let (a, b) = (generate_keys().unwrap(), generate_keys().unwrap());
-        assert_ne!(a.jwt_signing_key.expose_secret(), b.jwt_signing_key.expose_secret());
-        assert_ne!(a.data_encryption_keys.expose_secret(), b.data_encryption_keys.expose_secret());
+        assert_ne!(
+            a.jwt_signing_key.expose_secret(),
+            b.jwt_signing_key.expose_secret()
+        );
+        assert_ne!(
+            a.data_encryption_keys.expose_secret(),
+            b.data_encryption_keys.expose_secret()
+        );
     }
 
     #[test]
     fn a_jwt_key_that_is_not_ed25519_pkcs8_is_refused() {
         let kid = KeyId::parse("k1").unwrap();
-        assert_eq!(JwtSigningKey::parse(kid.clone(), &SecretString::from("")).unwrap_err(), KeyError::Empty);
-        assert_eq!(JwtSigningKey::parse(kid.clone(), &SecretString::from("not base64!")).unwrap_err(), KeyError::NotBase64);
-        assert_eq!(JwtSigningKey::parse(kid.clone(), &b64(&[7u8; 48])).unwrap_err(), KeyError::NotEd25519Pkcs8);
+        assert_eq!(
+            JwtSigningKey::parse(kid.clone(), &SecretString::from("")).unwrap_err(),
+            KeyError::Empty
+        );
+        assert_eq!(
+            JwtSigningKey::parse(kid.clone(), &SecretString::from("not base64!")).unwrap_err(),
+            KeyError::NotBase64
+        );
+        assert_eq!(
+            JwtSigningKey::parse(kid.clone(), &b64(&[7u8; 48])).unwrap_err(),
+            KeyError::NotEd25519Pkcs8
+        );
         // A truncated real key is refused too.
         let real = generate_keys().unwrap().jwt_signing_key;
         let der = STANDARD.decode(real.expose_secret()).unwrap();
-        assert_eq!(JwtSigningKey::parse(kid, &b64(&der[..der.len() - 5])).unwrap_err(), KeyError::NotEd25519Pkcs8);
+        assert_eq!(
+            JwtSigningKey::parse(kid, &b64(&der[..der.len() - 5])).unwrap_err(),
+            KeyError::NotEd25519Pkcs8
+        );
     }
 
     #[test]
     fn a_jwt_key_with_a_non_random_seed_is_refused() {
         // RFC 8410 PKCS#8 v1 prefix for Ed25519, followed by an all-zero seed.
-        let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
         der.extend_from_slice(&[0u8; 32]);
         let result = JwtSigningKey::parse(KeyId::parse("k1").unwrap(), &b64(&der));
         assert_eq!(result.unwrap_err(), KeyError::NotRandom);
@@ -332,7 +387,8 @@ mod tests {
     #[test]
     fn keyring_entries_must_be_32_random_bytes_with_unique_ids() {
         let good = STANDARD.encode((0u8..32).collect::<Vec<_>>());
-        let ring = DataKeyring::parse(&SecretString::from(format!("new:{good}, old:{good}"))).unwrap();
+        let ring =
+            DataKeyring::parse(&SecretString::from(format!("new:{good}, old:{good}"))).unwrap();
         assert_eq!(ring.active().id().as_str(), "new");
         assert!(ring.get(&KeyId::parse("old").unwrap()).is_some());
 
@@ -340,32 +396,58 @@ mod tests {
             (String::new(), KeyError::Empty),
             (good.clone(), KeyError::BadEntry(1)),
             (format!("bad id:{good}"), KeyError::BadKeyId),
-            (format!("k:{}", STANDARD.encode([1u8; 16])), KeyError::WrongLength(16)),
-            (format!("k:{}", STANDARD.encode([9u8; 32])), KeyError::NotRandom),
-            (format!("k:{good},k:{good}"), KeyError::DuplicateKeyId("k".into())),
+            (
+                format!("k:{}", STANDARD.encode([1u8; 16])),
+                KeyError::WrongLength(16),
+            ),
+            (
+                format!("k:{}", STANDARD.encode([9u8; 32])),
+                KeyError::NotRandom,
+            ),
+            (
+                format!("k:{good},k:{good}"),
+                KeyError::DuplicateKeyId("k".into()),
+            ),
             ("k:%%%".to_owned(), KeyError::NotBase64),
         ];
         for (raw, expected) in cases {
-            assert_eq!(DataKeyring::parse(&SecretString::from(raw.clone())).unwrap_err(), expected, "{raw}");
+            assert_eq!(
+                DataKeyring::parse(&SecretString::from(raw.clone())).unwrap_err(),
+                expected,
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn debug_output_never_shows_key_material() {
         let keys = generate_keys().unwrap();
-        let signing = JwtSigningKey::parse(KeyId::parse("k1").unwrap(), &keys.jwt_signing_key).unwrap();
+        let signing =
+            JwtSigningKey::parse(KeyId::parse("k1").unwrap(), &keys.jwt_signing_key).unwrap();
         let ring = DataKeyring::parse(&keys.data_encryption_keys).unwrap();
         let printed = format!("{signing:?} {ring:?} {keys:?}");
         assert!(printed.contains("[REDACTED]"));
         assert!(!printed.contains(keys.jwt_signing_key.expose_secret()));
-        let dek_b64 = keys.data_encryption_keys.expose_secret().split_once(':').unwrap().1.to_owned();
+        let dek_b64 = keys
+            .data_encryption_keys
+            .expose_secret()
+            .split_once(':')
+            .unwrap()
+            .1
+            .to_owned();
         assert!(!printed.contains(&dek_b64));
     }
 
     #[test]
     fn key_ids_are_restricted() {
         assert!(KeyId::parse("2026-11.main_1").is_ok());
-        for bad in ["", "a b", "../etc/passwd", "k'; drop table", &"k".repeat(65)] {
+        for bad in [
+            "",
+            "a b",
+            "../etc/passwd",
+            "k'; drop table",
+            &"k".repeat(65),
+        ] {
             assert_eq!(KeyId::parse(bad), Err(KeyError::BadKeyId), "{bad}");
         }
     }

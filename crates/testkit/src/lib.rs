@@ -18,7 +18,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 /// Where the tests' PostgreSQL server is.
 #[must_use]
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A database that exists for one test.
@@ -40,7 +41,9 @@ impl TestDatabase {
     /// When the server cannot be reached or migrations fail: the test cannot run.
     pub async fn migrated() -> Self {
         let db = Self::empty().await;
-        bulwark_persistence::migrate(&db.pool).await.expect("migrations apply to a fresh database");
+        bulwark_persistence::migrate(&db.pool)
+            .await
+            .expect("migrations apply to a fresh database");
         db
     }
 
@@ -49,7 +52,8 @@ impl TestDatabase {
     /// # Panics
     /// When the server cannot be reached.
     pub async fn empty() -> Self {
-        let server = PgConnectOptions::from_str(&server_url()).expect("TEST_DATABASE_URL is a postgres:// URL");
+        let server = PgConnectOptions::from_str(&server_url())
+            .expect("TEST_DATABASE_URL is a postgres:// URL");
         let name = format!("bulwark_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect_with(&server).await.unwrap_or_else(|e| {
             panic!("cannot reach the test PostgreSQL server (TEST_DATABASE_URL, default 127.0.0.1:5432): {e}")
@@ -66,7 +70,12 @@ impl TestDatabase {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
             .connect_lazy_with(connect.clone());
-        Self { name, server, connect, pool }
+        Self {
+            name,
+            server,
+            connect,
+            pool,
+        }
     }
 
     /// Settings for the app's own pool on this database (kept small for the same reason).
@@ -94,13 +103,18 @@ impl Drop for TestDatabase {
         // the test's pools still hold.
         let (name, server) = (self.name.clone(), self.server.clone());
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect_with(&server).await.ok()?;
-                sqlx::query(AssertSqlSafe(format!(r#"drop database if exists "{name}" with (force)"#)))
-                    .execute(&mut admin)
-                    .await
-                    .ok()?;
+                sqlx::query(AssertSqlSafe(format!(
+                    r#"drop database if exists "{name}" with (force)"#
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
                 admin.close().await.ok()
             })
         })

@@ -66,7 +66,9 @@ pub async fn live() -> web::Json<HealthStatus> {
     ),
 )]
 #[get("/health/ready")]
-pub async fn ready(readiness: web::Data<Readiness>) -> Result<web::Json<HealthStatus>, ProblemError> {
+pub async fn ready(
+    readiness: web::Data<Readiness>,
+) -> Result<web::Json<HealthStatus>, ProblemError> {
     let timeout = readiness.timeout;
     let checks = readiness.probes.iter().map(|probe| async move {
         match actix_web::rt::time::timeout(timeout, probe.check()).await {
@@ -76,7 +78,10 @@ pub async fn ready(readiness: web::Data<Readiness>) -> Result<web::Json<HealthSt
                 false
             }
             Err(_) => {
-                tracing::warn!(dependency = probe.name(), "dependency did not answer in time");
+                tracing::warn!(
+                    dependency = probe.name(),
+                    "dependency did not answer in time"
+                );
                 false
             }
         }

@@ -40,7 +40,9 @@ pub struct ApiDoc;
 
 /// Registers every REST route (and, with it, its OpenAPI operation).
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(health::live).service(health::ready).service(docs::openapi_json);
+    cfg.service(health::live)
+        .service(health::ready)
+        .service(docs::openapi_json);
 }
 
 /// The OpenAPI document of the routes in [`routes`]; `bulwark openapi` prints it and `make openapi`
@@ -48,9 +50,33 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa_actix_web::AppExt;
-    let (_app, doc) =
-        actix_web::App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    let (_app, doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
     doc
+}
+
+/// Every documented path with its methods, for the 405 fallback (`bulwark_web::routing`).
+#[must_use]
+pub fn route_table(doc: &utoipa::openapi::OpenApi) -> bulwark_web::routing::RouteTable {
+    use actix_web::http::Method;
+    bulwark_web::routing::RouteTable::new(doc.paths.paths.iter().map(|(path, item)| {
+        let methods = [
+            (Method::GET, item.get.is_some()),
+            (Method::POST, item.post.is_some()),
+            (Method::PUT, item.put.is_some()),
+            (Method::PATCH, item.patch.is_some()),
+            (Method::DELETE, item.delete.is_some()),
+            (Method::HEAD, item.head.is_some()),
+            (Method::OPTIONS, item.options.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(method, present)| present.then_some(method))
+        .collect();
+        (path.clone(), methods)
+    }))
 }
 
 /// The document rendered exactly as `openapi/openapi.json` holds it: pretty JSON, a final newline.

@@ -18,14 +18,26 @@ pub enum CorsPolicy {
 }
 
 /// Response headers a browser page may read.
-const EXPOSED: [&str; 7] =
-    ["x-request-id", "etag", "retry-after", "ratelimit", "ratelimit-policy", "www-authenticate", "location"];
+const EXPOSED: [&str; 7] = [
+    "x-request-id",
+    "etag",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "www-authenticate",
+    "location",
+];
 
 /// The actix-cors middleware for a policy.
-#[must_use]
 pub fn cors(policy: &CorsPolicy) -> Cors {
     let base = Cors::default()
-        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -38,6 +50,8 @@ pub fn cors(policy: &CorsPolicy) -> Cors {
         .max_age(600);
     match policy {
         CorsPolicy::AnyOrigin => base.allow_any_origin().send_wildcard(),
-        CorsPolicy::AllowList(origins) => origins.iter().fold(base, |cors, origin| cors.allowed_origin(origin)),
+        CorsPolicy::AllowList(origins) => origins
+            .iter()
+            .fold(base, |cors, origin| cors.allowed_origin(origin)),
     }
 }

@@ -43,10 +43,17 @@ pub fn query_config() -> web::QueryConfig {
         let QueryPayloadError::Deserialize(inner) = &error else {
             return ProblemError::status(StatusCode::BAD_REQUEST).into();
         };
-        let errors = describe_serde_error(&inner.to_string()).into_iter().collect();
+        let errors = describe_serde_error(&inner.to_string())
+            .into_iter()
+            .collect();
         ProblemError::new(
-            Problem::new(StatusCode::BAD_REQUEST, types::VALIDATION, "Validation failed", "A query parameter is invalid.")
-                .with_errors(errors),
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                types::VALIDATION,
+                "Validation failed",
+                "A query parameter is invalid.",
+            )
+            .with_errors(errors),
         )
         .into()
     })
@@ -56,22 +63,23 @@ pub fn query_config() -> web::QueryConfig {
 /// resource at that address, and the answer does not differ from an unknown id.
 #[must_use]
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|_error: PathError, _req: &HttpRequest| ProblemError::status(StatusCode::NOT_FOUND).into())
+    web::PathConfig::default().error_handler(|_error: PathError, _req: &HttpRequest| {
+        ProblemError::status(StatusCode::NOT_FOUND).into()
+    })
 }
 
 /// Maps a JSON body error to its problem.
 #[must_use]
 pub fn json_problem(error: &JsonPayloadError) -> ProblemError {
     match error {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ProblemError::new(
-            Problem::new(
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ProblemError::new(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 types::PAYLOAD_TOO_LARGE,
                 "Payload too large",
                 "The request body is larger than this endpoint accepts.",
-            ),
-        ),
+            ))
+        }
         JsonPayloadError::ContentType => ProblemError::new(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             types::UNSUPPORTED_MEDIA_TYPE,
@@ -85,7 +93,11 @@ pub fn json_problem(error: &JsonPayloadError) -> ProblemError {
                 "Validation failed",
                 "The request body does not match the expected schema.",
             )
-            .with_errors(describe_serde_error(&inner.to_string()).into_iter().collect()),
+            .with_errors(
+                describe_serde_error(&inner.to_string())
+                    .into_iter()
+                    .collect(),
+            ),
         ),
         JsonPayloadError::Deserialize(_) => ProblemError::new(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -107,15 +119,29 @@ fn describe_serde_error(message: &str) -> Option<FieldError> {
             .strip_prefix(prefix)
             .and_then(|rest| rest.split_once('`'))
             .map(|(name, _)| name.to_owned())
-            .filter(|name| name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|name| {
+                name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
     };
     if let Some(field) = quoted("unknown field `") {
-        return Some(FieldError::new(field, "unknown_field", "This field is not accepted here."));
+        return Some(FieldError::new(
+            field,
+            "unknown_field",
+            "This field is not accepted here.",
+        ));
     }
     if let Some(field) = quoted("missing field `") {
-        return Some(FieldError::new(field, "required", "This field is required."));
+        return Some(FieldError::new(
+            field,
+            "required",
+            "This field is required.",
+        ));
     }
-    Some(FieldError::new("body", "invalid", "A value has the wrong type or format."))
+    Some(FieldError::new(
+        "body",
+        "invalid",
+        "A value has the wrong type or format.",
+    ))
 }
 
 #[cfg(test)]
@@ -131,12 +157,15 @@ mod tests {
     }
 
     fn serde_message(json: &str) -> String {
-        serde_json::from_str::<Sample>(json).unwrap_err().to_string()
+        serde_json::from_str::<Sample>(json)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn unknown_fields_are_named() {
-        let error = describe_serde_error(&serde_message(r#"{"name":"a","age":1,"role":"admin"}"#)).unwrap();
+        let error =
+            describe_serde_error(&serde_message(r#"{"name":"a","age":1,"role":"admin"}"#)).unwrap();
         assert_eq!(error.field, "role");
         assert_eq!(error.code, "unknown_field");
     }
@@ -144,13 +173,19 @@ mod tests {
     #[test]
     fn missing_fields_are_named() {
         let error = describe_serde_error(&serde_message(r#"{"name":"a"}"#)).unwrap();
-        assert_eq!((error.field.as_ref(), error.code.as_ref()), ("age", "required"));
+        assert_eq!(
+            (error.field.as_ref(), error.code.as_ref()),
+            ("age", "required")
+        );
     }
 
     #[test]
     fn values_of_the_wrong_type_are_not_echoed() {
         let message = serde_message(r#"{"name":"a","age":"hunter2-secret"}"#);
-        assert!(message.contains("hunter2-secret"), "serde does quote values: {message}");
+        assert!(
+            message.contains("hunter2-secret"),
+            "serde does quote values: {message}"
+        );
         let error = describe_serde_error(&message).unwrap();
         let text = format!("{error:?}");
         assert!(!text.contains("hunter2"));
@@ -159,7 +194,8 @@ mod tests {
 
     #[test]
     fn odd_field_names_are_not_reflected() {
-        let error = describe_serde_error("unknown field `<img src=x>`, expected one of `a`").unwrap();
+        let error =
+            describe_serde_error("unknown field `<img src=x>`, expected one of `a`").unwrap();
         assert_eq!(error.field, "body");
     }
 }

@@ -20,6 +20,7 @@ pub mod cors;
 pub mod extract;
 pub mod middleware;
 pub mod problem;
+pub mod routing;
 
 pub use middleware::request_context::RequestId;
 pub use problem::{FieldError, Problem, ProblemError};

@@ -79,7 +79,11 @@ impl FieldError {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -153,7 +157,11 @@ impl ProblemError {
     /// An error answered with this problem.
     #[must_use]
     pub fn new(problem: Problem) -> Self {
-        Self { problem, headers: Vec::new(), cause: None }
+        Self {
+            problem,
+            headers: Vec::new(),
+            cause: None,
+        }
     }
 
     /// The generic problem for a status.
@@ -165,7 +173,10 @@ impl ProblemError {
     /// A 500 whose cause is logged (once, by the problem middleware, with the request id) and never
     /// shown.
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { cause: Some(cause.into()), ..Self::status(StatusCode::INTERNAL_SERVER_ERROR) }
+        Self {
+            cause: Some(cause.into()),
+            ..Self::status(StatusCode::INTERNAL_SERVER_ERROR)
+        }
     }
 
     /// Adds a response header (`Retry-After`, `WWW-Authenticate`).
@@ -186,7 +197,10 @@ impl ProblemError {
 impl fmt::Display for ProblemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.problem.title, self.problem.status)?;
-        let mut source = self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static));
+        let mut source = self
+            .cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static));
         while let Some(cause) = source {
             write!(f, ": {cause}")?;
             source = cause.source();

@@ -41,13 +41,24 @@ pub fn install<T, B>(
     >,
 >
 where
-    T: ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<B>, Error = actix_web::Error, InitError = ()>
-        + 'static,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
     B: MessageBody + 'static,
 {
     app.wrap(cors)
-        .wrap(from_fn(move |req, next| timeout::deadline(request_timeout, req, next)))
-        .wrap(from_fn(problems::problem_responses))
-        .wrap(from_fn(move |req, next| security_headers::apply(headers, req, next)))
+        .wrap(from_fn(move |req, next| {
+            timeout::deadline(request_timeout, req, next)
+        }))
+        .wrap(from_fn(move |req, next| {
+            problems::problem_responses(headers, req, next)
+        }))
+        .wrap(from_fn(move |req, next| {
+            security_headers::apply(headers, req, next)
+        }))
         .wrap(from_fn(request_context::request_context))
 }

@@ -48,7 +48,10 @@ impl RequestId {
     /// The id of a request that went through [`request_context`]; a fresh one otherwise.
     #[must_use]
     pub fn of(req: &HttpRequest) -> Self {
-        req.extensions().get::<Self>().cloned().unwrap_or_else(Self::generate)
+        req.extensions()
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(Self::generate)
     }
 
     /// The id as text.
@@ -59,7 +62,10 @@ impl RequestId {
 }
 
 fn is_well_formed(id: &str) -> bool {
-    (1..=MAX_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=MAX_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl FromRequest for RequestId {
@@ -105,7 +111,10 @@ pub async fn request_context(
     }
     let status = res.status().as_u16();
     span.record("status", status);
-    span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    span.record(
+        "latency_ms",
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!("request failed");
@@ -136,7 +145,9 @@ mod tests {
     fn malformed_ids_are_replaced_not_echoed() {
         let long = "a".repeat(MAX_LEN + 1);
         for id in ["", "a b", "x\ty", "<script>", "a\"b", long.as_str(), "ünï"] {
-            let Ok(value) = HeaderValue::from_str(id) else { continue };
+            let Ok(value) = HeaderValue::from_str(id) else {
+                continue;
+            };
             let got = RequestId::from_header(Some(&value));
             assert_ne!(got.as_str(), id);
             assert!(uuid::Uuid::parse_str(got.as_str()).is_ok());

@@ -6,7 +6,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 
 /// Which optional headers to send.
@@ -39,25 +39,46 @@ const FIXED: [(HeaderName, &str); 7] = [
     (header::X_FRAME_OPTIONS, "DENY"),
     (header::CONTENT_SECURITY_POLICY, API_CSP),
     (header::REFERRER_POLICY, "no-referrer"),
-    (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
-    (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
-    (HeaderName::from_static("permissions-policy"), PERMISSIONS_POLICY),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        PERMISSIONS_POLICY,
+    ),
 ];
 
 /// Adds the headers after the inner service answered.
 ///
 /// # Errors
-/// Passes on an error of the inner service unchanged.
+/// Passes on an error of the inner service unchanged (the problem middleware inside renders errors
+/// with these same headers, see [`insert`]).
 pub async fn apply(
     config: SecurityHeaders,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let is_docs = config.docs_prefix.is_some_and(|prefix| req.path().starts_with(prefix));
+    let is_docs = config
+        .docs_prefix
+        .is_some_and(|prefix| req.path().starts_with(prefix));
     let mut res = next.call(req).await?;
-    let headers = res.headers_mut();
+    insert(res.headers_mut(), config, is_docs);
+    Ok(res)
+}
+
+/// Puts the security headers into a header map, keeping any a handler set itself (except on the
+/// docs page, whose CSP is always [`DOCS_CSP`]).
+pub fn insert(headers: &mut HeaderMap, config: SecurityHeaders, is_docs: bool) {
     if is_docs {
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CSP),
+        );
     }
     for (name, value) in FIXED {
         if !headers.contains_key(&name) {
@@ -68,10 +89,12 @@ pub async fn apply(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if config.hsts {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
     }
     // Nothing should set these, but nothing should be able to leak them either.
     headers.remove(header::SERVER);
     headers.remove(HeaderName::from_static("x-powered-by"));
-    Ok(res)
 }

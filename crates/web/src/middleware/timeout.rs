@@ -10,31 +10,31 @@
 
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError};
 
 use crate::problem::ProblemError;
 
 /// Runs the rest of the chain with a deadline.
 ///
 /// # Errors
-/// Passes on an error of the inner service unchanged.
+/// A 408 [`ProblemError`] past the deadline (rendered by the problem middleware); an error of the
+/// inner service unchanged.
 pub async fn deadline(
     limit: Duration,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let http_req = req.request().clone();
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     match actix_web::rt::time::timeout(limit, next.call(req)).await {
-        Ok(result) => result.map(ServiceResponse::map_into_left_body),
+        Ok(result) => result,
         Err(_elapsed) => {
-            tracing::warn!(limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), "request deadline exceeded");
-            let mut response: HttpResponse = ProblemError::status(StatusCode::REQUEST_TIMEOUT).error_response();
-            response.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
-            Ok(ServiceResponse::new(http_req, response).map_into_right_body())
+            tracing::warn!(
+                limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                "request deadline exceeded"
+            );
+            Err(ProblemError::status(StatusCode::REQUEST_TIMEOUT).into())
         }
     }
 }

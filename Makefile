@@ -1,0 +1,47 @@
+# Bulwark. `make run` serves the API on http://127.0.0.1:8080; `make test` is what CI runs.
+SHELL := /bin/bash
+# Builds never need a database: `query!` macros read the committed .sqlx/ cache.
+export SQLX_OFFLINE := true
+CARGO ?= cargo
+
+.PHONY: help run env test fmt lint openapi openapi-check migrate db-up prepare build
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+run: ## Serve on http://127.0.0.1:8080 (creates .env with fresh secrets when missing, migrates)
+	@scripts/run.sh
+
+env: ## Create .env with fresh random secrets for development (never overwrites one)
+	@scripts/dev-env.sh
+
+test: ## Everything CI checks: fmt, clippy -D warnings, OpenAPI drift, all tests
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(MAKE) --no-print-directory openapi-check
+	$(CARGO) test --workspace --locked
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+build: ## Debug build of the bulwark binary
+	$(CARGO) build --locked --bin bulwark
+
+openapi: build ## Regenerate openapi/openapi.json from the code
+	target/debug/bulwark openapi > openapi/openapi.json
+
+openapi-check: build ## Fail when openapi/openapi.json differs from what the code generates
+	@target/debug/bulwark openapi | diff -u openapi/openapi.json - \
+	  || { echo "openapi/openapi.json is out of date: run 'make openapi' and commit it" >&2; exit 1; }
+
+migrate: build ## Apply migrations to DATABASE_URL (from .env in development)
+	APP_ENV=$${APP_ENV:-development} target/debug/bulwark migrate
+
+db-up: ## Start PostgreSQL, Redis and Mailpit with docker compose
+	docker compose up -d --wait db redis mailpit
+
+prepare: ## Regenerate the sqlx offline cache (.sqlx/) after changing queries or migrations
+	SQLX_OFFLINE=false scripts/sqlx-prepare.sh

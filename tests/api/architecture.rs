@@ -1,0 +1,189 @@
+//! Rules about the code itself that the compiler cannot check.
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `src/` file of every crate (not their tests).
+fn crate_sources() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(repo().join("crates")).unwrap() {
+        let src = krate.unwrap().path().join("src");
+        if src.is_dir() {
+            rust_sources(&src, &mut files);
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(repo()).unwrap().display().to_string();
+            (relative, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_domain_depends_on_no_io_crate() {
+    let manifest = std::fs::read_to_string(repo().join("crates/domain/Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    for io in [
+        "sqlx",
+        "actix",
+        "tokio",
+        "reqwest",
+        "redis",
+        "hyper",
+        "lettre",
+        "async-graphql",
+    ] {
+        assert!(
+            !dependencies.contains(io),
+            "bulwark-domain must not depend on {io}"
+        );
+    }
+}
+
+#[test]
+fn every_crate_forbids_unsafe_code_and_uses_the_workspace_lints() {
+    let workspace = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(workspace.contains(r#"unsafe_code = "forbid""#));
+    for krate in std::fs::read_dir(repo().join("crates")).unwrap() {
+        let manifest = std::fs::read_to_string(krate.unwrap().path().join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("[lints]\nworkspace = true"),
+            "a crate opts out of the workspace lints"
+        );
+    }
+}
+
+#[test]
+fn every_crate_begins_with_a_doc_paragraph() {
+    for krate in std::fs::read_dir(repo().join("crates")).unwrap() {
+        let dir = krate.unwrap().path();
+        let root = if dir.join("src/lib.rs").exists() {
+            dir.join("src/lib.rs")
+        } else {
+            dir.join("src/main.rs")
+        };
+        let text = std::fs::read_to_string(&root).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{} does not start with a //! paragraph",
+            root.display()
+        );
+    }
+}
+
+#[test]
+fn routes_are_registered_only_through_the_documented_router() {
+    // Each of these registers an actix route outside utoipa-actix-web, i.e. outside the OpenAPI
+    // document. (The 405/404 fallback is actix's default service, which is not a route.)
+    let raw_registrations = [
+        "web::resource(",
+        "web::scope(",
+        "Resource::new(",
+        "Scope::new(",
+        ".route(",
+        "web::get()",
+        "web::post()",
+        "web::put()",
+        "web::patch()",
+        "web::delete()",
+    ];
+    for (file, text) in crate_sources() {
+        for needle in raw_registrations {
+            assert!(
+                !text.contains(needle),
+                "{file} registers a route with `{needle}`; use #[utoipa::path] and bulwark_transport_rest::routes"
+            );
+        }
+        // Actix route macros must carry their OpenAPI description.
+        for (index, line) in text.lines().enumerate() {
+            let trimmed = line.trim_start();
+            let is_route_macro = [
+                "#[get(",
+                "#[post(",
+                "#[put(",
+                "#[patch(",
+                "#[delete(",
+                "#[route(",
+            ]
+            .iter()
+            .any(|m| trimmed.starts_with(m));
+            if is_route_macro {
+                let before: String = text.lines().take(index).collect::<Vec<_>>().join("\n");
+                let last_item = before.rfind("\n}").unwrap_or(0);
+                assert!(
+                    before[last_item..].contains("#[utoipa::path"),
+                    "{file}:{} has a route without #[utoipa::path]",
+                    index + 1
+                );
+            }
+        }
+        // `.service(` is how routes are added; only the two places that may do so use it.
+        if text.contains(".service(") {
+            assert!(
+                file == "crates/transport-rest/src/lib.rs" || file == "crates/app/src/startup.rs",
+                "{file} calls .service(): register routes in bulwark_transport_rest::routes"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_stubs_in_the_crates() {
+    for (file, text) in crate_sources() {
+        for stub in ["todo!(", "unimplemented!("] {
+            assert!(!text.contains(stub), "{file} contains {stub}");
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_configuration_reads_is_documented_in_env_example() {
+    let config = std::fs::read_to_string(repo().join("crates/app/src/config.rs")).unwrap();
+    let example = std::fs::read_to_string(repo().join(".env.example")).unwrap();
+    let code = config.split("#[cfg(test)]").next().unwrap();
+    let mut names: Vec<&str> = code
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() > 2
+                && s.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 15, "found only {names:?}");
+    for name in names {
+        let documented = example.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            l.starts_with(&format!("{name}="))
+        });
+        assert!(
+            documented,
+            "{name} is read by the configuration but not documented in .env.example"
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! `TestApp`: the real application on a random port, a fresh database, and one method per endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use bulwark_app::config::{Config, Env};
+use bulwark_app::startup::{Application, TestRoutes};
+use bulwark_testkit::TestDatabase;
+use bulwark_web::problem::ProblemError;
+use reqwest::{Method, Response};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+/// The contract's security headers and their exact values (HSTS is checked separately: it depends
+/// on TLS).
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+/// A running app.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+}
+
+/// A configuration that passes every check: fresh keys, `APP_ENV=test`, port 0, one worker.
+pub fn test_config(overrides: &[(&str, &str)]) -> Config {
+    let keys = bulwark_security::keys::generate_keys().unwrap();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("APP_ENV", "test"),
+        // Replaced by the test database's settings below; it only has to parse.
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused"),
+        ("JWT_SIGNING_KEY_ID", &keys.jwt_key_id),
+        ("JWT_SIGNING_KEY", keys.jwt_signing_key.expose_secret()),
+        (
+            "DATA_ENCRYPTION_KEYS",
+            keys.data_encryption_keys.expose_secret(),
+        ),
+        ("PORT", "0"),
+        ("HTTP_WORKERS", "1"),
+        ("RUST_LOG", "warn"),
+    ];
+    pairs.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
+    pairs.extend_from_slice(overrides);
+    let env = Env::from_pairs(pairs).unwrap();
+    Config::load(&env).unwrap_or_else(|problems| panic!("test config refused: {problems:?}"))
+}
+
+impl TestApp {
+    /// The app with default test settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// The app with some variables overridden (`[("CORS_ALLOWED_ORIGINS", "https://a.example")]`).
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::migrated().await;
+        let mut config = test_config(overrides);
+        config.database = db.settings();
+        Self::start(config, db).await
+    }
+
+    /// The app with a configuration the test edits after loading (e.g. an unreachable database).
+    pub async fn spawn_configured(edit: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDatabase::migrated().await;
+        let mut config = test_config(&[]);
+        config.database = db.settings();
+        edit(&mut config);
+        Self::start(config, db).await
+    }
+
+    async fn start(config: Config, db: TestDatabase) -> Self {
+        let app = Application::build(&config, Some(probe_routes()))
+            .await
+            .expect("the app starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            address,
+            client,
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn request(&self, method: Method, path: &str) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).await
+    }
+
+    // --- One method per endpoint -------------------------------------------------------------
+
+    pub async fn get_liveness(&self) -> Response {
+        self.get("/health/live").await
+    }
+
+    pub async fn get_readiness(&self) -> Response {
+        self.get("/health/ready").await
+    }
+
+    pub async fn get_openapi(&self) -> Response {
+        self.get("/openapi.json").await
+    }
+
+    // --- Probe routes (test-only; see `probe_routes`) -----------------------------------------
+
+    pub async fn post_echo(
+        &self,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self.client.post(self.url("/__probe/echo")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get_panic(&self) -> Response {
+        self.get("/__probe/panic").await
+    }
+
+    pub async fn get_internal_error(&self) -> Response {
+        self.get("/__probe/internal-error").await
+    }
+}
+
+/// The body every error has.
+#[derive(Debug, Deserialize)]
+pub struct ProblemBody {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub request_id: String,
+    #[serde(default)]
+    pub errors: Vec<FieldErrorBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FieldErrorBody {
+    pub field: String,
+    pub code: String,
+    #[allow(dead_code)]
+    pub message: String,
+}
+
+/// Asserts that a response is a well-formed problem of this status, with the request id of the
+/// header in the body, and returns it.
+pub async fn assert_problem(response: Response, status: u16) -> ProblemBody {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    let problem: ProblemBody =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not a problem ({e}): {text}"));
+    assert_eq!(problem.status, status);
+    assert_eq!(problem.request_id, header_id);
+    assert!(
+        !problem.title.is_empty() && !problem.detail.is_empty() && !problem.type_uri.is_empty()
+    );
+    problem
+}
+
+/// Asserts every contract security header, and the absence of `Server`/`X-Powered-By`.
+pub fn assert_security_headers(response: &Response) {
+    let headers = response.headers();
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            headers.get(name).map(|v| v.to_str().unwrap()),
+            Some(value),
+            "{name} on {}",
+            response.url()
+        );
+    }
+    let permissions = headers
+        .get("permissions-policy")
+        .expect("permissions-policy")
+        .to_str()
+        .unwrap();
+    assert!(permissions.contains("camera=()") && permissions.contains("geolocation=()"));
+    assert!(
+        headers.get("server").is_none(),
+        "Server header leaks the stack"
+    );
+    assert!(headers.get("x-powered-by").is_none());
+    assert!(headers.get("x-request-id").is_some());
+}
+
+/// Test-only routes: they exercise the middleware on kinds of handler the foundation does not
+/// have yet (a JSON body, a panic, an internal error with a sensitive cause, a slow handler).
+fn probe_routes() -> TestRoutes {
+    Arc::new(|cfg: &mut web::ServiceConfig| {
+        cfg.route("/__probe/echo", web::post().to(echo))
+            .route("/__probe/panic", web::get().to(panics))
+            .route("/__probe/internal-error", web::get().to(internal_error))
+            .route("/__probe/slow", web::get().to(slow));
+    })
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct EchoRequest {
+    name: String,
+    count: u8,
+}
+
+async fn echo(body: web::Json<EchoRequest>) -> web::Json<EchoRequest> {
+    body
+}
+
+async fn panics() -> &'static str {
+    panic!("probe handler panicked on purpose")
+}
+
+async fn internal_error() -> Result<&'static str, ProblemError> {
+    Err(ProblemError::internal(std::io::Error::other(
+        "connection to postgres://app:hunter2@10.0.0.5/prod failed: relation \"users\" does not exist",
+    )))
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    "late"
+}
