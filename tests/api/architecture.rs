@@ -187,3 +187,60 @@ fn every_variable_the_configuration_reads_is_documented_in_env_example() {
         );
     }
 }
+
+#[test]
+fn persistence_uses_only_compile_time_checked_queries() {
+    // `query!`/`query_as!`/`query_scalar!` are checked against the schema and always bind
+    // parameters; the function forms take any string, which is where SQL injection starts.
+    for (file, text) in crate_sources()
+        .into_iter()
+        .filter(|(f, _)| f.starts_with("crates/persistence/"))
+    {
+        for unchecked in [
+            "sqlx::query(",
+            "sqlx::query_as(",
+            "sqlx::query_scalar(",
+            "raw_sql(",
+            "AssertSqlSafe",
+            "format!(",
+        ] {
+            assert!(!text.contains(unchecked), "{file} uses {unchecked}");
+        }
+    }
+}
+
+#[test]
+fn the_security_map_names_files_and_tests_that_exist() {
+    let map = std::fs::read_to_string(repo().join("docs/security.md")).unwrap();
+    let mut checked = 0;
+    for quoted in map.split('`').skip(1).step_by(2) {
+        let (path, function) = match quoted.split_once("::") {
+            Some((path, function)) => (path, Some(function)),
+            None => (quoted, None),
+        };
+        let looks_like_file = [
+            "crates/",
+            "tests/",
+            "migrations/",
+            "docs/",
+            "openapi/",
+            ".env.example",
+            "docker-compose.yml",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p));
+        if !looks_like_file {
+            continue;
+        }
+        let text = std::fs::read_to_string(repo().join(path))
+            .unwrap_or_else(|_| panic!("docs/security.md names {path}, which does not exist"));
+        if let Some(function) = function {
+            assert!(
+                text.contains(&format!("fn {function}(")),
+                "docs/security.md names {path}::{function}, which does not exist"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} references checked");
+}

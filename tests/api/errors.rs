@@ -228,3 +228,79 @@ async fn an_internal_error_reveals_nothing_of_its_cause() {
     let problem: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(problem["status"], 500);
 }
+
+#[tokio::test]
+async fn trace_and_other_unrouted_methods_are_refused() {
+    let app = TestApp::spawn().await;
+
+    for method in ["TRACE", "PROPFIND", "CONNECT"] {
+        let response = app
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                "/health/live",
+            )
+            .await;
+        // CONNECT's target is an authority, not a path, so no route matches it at all (404).
+        let expected = if method == "CONNECT" { 404 } else { 405 };
+        assert_eq!(response.status(), expected, "{method}");
+        assert!(
+            !response.text().await.unwrap().contains("TRACE /health"),
+            "{method} echoed the request"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nothing_from_the_repository_or_file_system_is_served() {
+    let app = TestApp::spawn().await;
+
+    for path in [
+        "/.git/config",
+        "/.env",
+        "/Cargo.toml",
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/docs/../.env",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_both_content_length_and_transfer_encoding_is_rejected() {
+    // Request smuggling (ASVS 4.2.1): a request whose framing is ambiguous must not be interpreted.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+
+    stream
+        .write_all(
+            b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut received),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&received);
+
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "a smuggled second request was answered: {text}"
+    );
+}

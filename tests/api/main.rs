@@ -14,9 +14,11 @@
 mod architecture;
 mod compose;
 mod cors;
+mod database;
 mod errors;
 mod headers;
 mod health;
 mod helpers;
+mod logging;
 mod openapi;
 mod timeouts;

@@ -183,3 +183,28 @@ async fn migrations_are_idempotent() {
 
     bulwark_persistence::migrate(&db.pool).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_service_pool_cancels_statements_past_the_statement_timeout() {
+    let db = TestDatabase::migrated().await;
+    let mut settings = db.settings();
+    settings.statement_timeout = std::time::Duration::from_millis(200);
+    let pool = bulwark_persistence::connect(&settings);
+
+    let shown: String = sqlx::query_scalar("show statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let error = sqlx::query("select pg_sleep(5)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+
+    assert_eq!(shown, "200ms");
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("57014"),
+        "query_canceled"
+    );
+    pool.close().await;
+}
