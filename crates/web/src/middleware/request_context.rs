@@ -80,8 +80,8 @@ impl FromRequest for RequestId {
 /// The outermost middleware: id, span, completion log line, `X-Request-Id`.
 ///
 /// # Errors
-/// Passes on an error of the inner service unchanged (in practice there is none: the problem
-/// middleware inside turns every error into a response).
+/// Passes on an error of the inner service unchanged (a self-rendering problem from the problem
+/// middleware), after logging it.
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -104,7 +104,18 @@ pub async fn request_context(
         span.record("peer", tracing::field::display(peer.ip()));
     }
 
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = match next.call(req).instrument(span.clone()).await {
+        Ok(res) => res,
+        Err(error) => {
+            // A self-rendering problem (panic, deadline): actix's dispatcher turns it into the
+            // response, which already carries the id. Log the outcome here all the same.
+            let status = error.as_response_error().status_code().as_u16();
+            span.record("status", status);
+            span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            span.in_scope(|| tracing::warn!("request failed"));
+            return Err(error);
+        }
+    };
 
     if let Some(pattern) = res.request().match_pattern() {
         span.record("route", tracing::field::display(pattern));
