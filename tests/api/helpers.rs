@@ -221,7 +221,7 @@ pub fn assert_security_headers(response: &Response) {
 
 /// Test-only routes: they exercise the middleware on kinds of handler the foundation does not
 /// have yet (a JSON body, a panic, an internal error with a sensitive cause, a slow handler).
-fn probe_routes() -> TestRoutes {
+pub fn probe_routes() -> TestRoutes {
     Arc::new(|cfg: &mut web::ServiceConfig| {
         cfg.route("/__probe/echo", web::post().to(echo))
             .route("/__probe/panic", web::get().to(panics))

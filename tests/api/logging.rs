@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::test as actix_test;
 use bulwark_app::startup::{AppState, app};
 
-use crate::helpers::test_config;
+use crate::helpers::{probe_routes, test_config};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -21,13 +21,13 @@ impl Write for Captured {
     }
 }
 
-#[actix_web::test]
-async fn the_request_log_has_the_request_id_but_no_credentials_or_query_string() {
+/// Runs one request through the in-process app (with the probe routes) and returns the JSON log.
+async fn log_of(request: actix_test::TestRequest) -> (u16, String) {
     let db = bulwark_testkit::TestDatabase::migrated().await;
     let mut config = test_config(&[]);
     config.database = db.settings();
-    let service =
-        actix_test::init_service(app(AppState::new(&config, db.pool.clone(), None).unwrap())).await;
+    let state = AppState::new(&config, db.pool.clone(), Some(probe_routes())).unwrap();
+    let service = actix_test::init_service(app(state)).await;
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -38,17 +38,58 @@ async fn the_request_log_has_the_request_id_but_no_credentials_or_query_string()
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    let status = match actix_test::try_call_service(&service, request.to_request()).await {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (status, log)
+}
 
+#[actix_web::test]
+async fn a_panic_is_logged_with_its_message_under_the_request_id() {
+    let request = actix_test::TestRequest::get()
+        .uri("/__probe/panic")
+        .insert_header(("x-request-id", "panic-1"));
+
+    let (status, log) = log_of(request).await;
+
+    assert_eq!(status, 500);
+    let line = log
+        .lines()
+        .find(|l| l.contains("handler panicked"))
+        .unwrap_or_else(|| panic!("no panic line: {log}"));
+    assert!(
+        line.contains("probe handler panicked on purpose") && line.contains("panic-1"),
+        "{line}"
+    );
+}
+
+#[actix_web::test]
+async fn an_internal_error_is_logged_once_with_its_cause_under_the_request_id() {
+    let request = actix_test::TestRequest::get()
+        .uri("/__probe/internal-error")
+        .insert_header(("x-request-id", "err-1"));
+
+    let (status, log) = log_of(request).await;
+
+    assert_eq!(status, 500);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("relation")).collect();
+    assert_eq!(lines.len(), 1, "logged once: {log}");
+    assert!(lines[0].contains("err-1"), "{}", lines[0]);
+}
+
+#[actix_web::test]
+async fn the_request_log_has_the_request_id_but_no_credentials_or_query_string() {
     let request = actix_test::TestRequest::get()
         .uri("/health/live?access_token=qs-token-456&password=hunter2")
         .insert_header(("authorization", "Bearer header-token-123"))
         .insert_header(("cookie", "session=cookie-secret-789"))
-        .insert_header(("x-request-id", "log-test-1"))
-        .to_request();
-    let response = actix_test::call_service(&service, request).await;
-    assert_eq!(response.status(), 200);
+        .insert_header(("x-request-id", "log-test-1"));
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let (status, log) = log_of(request).await;
+
+    assert_eq!(status, 200);
     assert!(
         log.contains("log-test-1"),
         "the request id is logged: {log}"

@@ -111,7 +111,10 @@ pub async fn request_context(
             // response, which already carries the id. Log the outcome here all the same.
             let status = error.as_response_error().status_code().as_u16();
             span.record("status", status);
-            span.record("latency_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            span.record(
+                "latency_ms",
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            );
             span.in_scope(|| tracing::warn!("request failed"));
             return Err(error);
         }
