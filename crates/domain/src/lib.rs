@@ -14,6 +14,11 @@
 //! - [`audit`]: the append-only security audit trail — its event type and the [`audit::AuditLog`]
 //!   port, implemented by `bulwark-persistence`.
 //! - [`health`]: the [`health::DependencyProbe`] port used by the readiness endpoint.
+//! - [`user`]: `Email`, `DisplayName`, `Role` — parsed once, valid by construction.
+//! - [`password`]: the password policy (composition or ASVS style, zxcvbn, blocklist, context) and
+//!   the [`password::PasswordHasher`] port.
 
 pub mod audit;
 pub mod health;
+pub mod password;
+pub mod user;

@@ -13,3 +13,4 @@
 //! **Never imports** a transport (actix, async-graphql) or a database crate.
 
 pub mod keys;
+pub mod password;
