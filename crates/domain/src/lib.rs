@@ -17,8 +17,10 @@
 //! - [`user`]: `Email`, `DisplayName`, `Role` — parsed once, valid by construction.
 //! - [`password`]: the password policy (composition or ASVS style, zxcvbn, blocklist, context) and
 //!   the [`password::PasswordHasher`] port.
+//! - [`token`]: access-token claims and the [`token::AccessTokens`] port.
 
 pub mod audit;
 pub mod health;
 pub mod password;
+pub mod token;
 pub mod user;

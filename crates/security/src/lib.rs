@@ -14,3 +14,4 @@
 
 pub mod keys;
 pub mod password;
+pub mod tokens;
