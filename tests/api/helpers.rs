@@ -127,6 +127,10 @@ impl TestApp {
         self.get("/openapi.json").await
     }
 
+    pub async fn get_jwks(&self) -> Response {
+        self.get("/.well-known/jwks.json").await
+    }
+
     // --- Probe routes (test-only; see `probe_routes`) -----------------------------------------
 
     pub async fn post_echo(

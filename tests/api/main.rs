@@ -19,6 +19,7 @@ mod errors;
 mod headers;
 mod health;
 mod helpers;
+mod jwks;
 mod logging;
 mod openapi;
 mod timeouts;

@@ -151,6 +151,17 @@ fn keygen(out_dir: Option<&Path>) -> anyhow::Result<()> {
             "DATA_ENCRYPTION_KEYS={}",
             keys.data_encryption_keys.expose_secret()
         )?;
+        // For the next rotation: when this key is replaced, its public part goes here.
+        if let Ok(kid) = bulwark_security::keys::KeyId::parse(&keys.jwt_key_id)
+            && let Ok(signing) =
+                bulwark_security::keys::JwtSigningKey::parse(kid, &keys.jwt_signing_key)
+        {
+            let entry = bulwark_security::tokens::VerificationKey::of(&signing).to_env_entry();
+            writeln!(
+                out,
+                "# When this signing key is rotated out, keep accepting its tokens with: JWT_VERIFICATION_KEYS={entry}"
+            )?;
+        }
         return Ok(());
     };
     std::fs::create_dir_all(dir)?;

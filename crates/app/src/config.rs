@@ -19,8 +19,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bulwark_domain::token::MAX_ACCESS_TOKEN_TTL_SECS;
 use bulwark_persistence::{DatabaseSettings, PgConnectOptions};
 use bulwark_security::keys::{DataKeyring, JwtSigningKey, KeyId};
+use bulwark_security::tokens::{TokenSettings, VerificationKey};
 use bulwark_web::cors::CorsPolicy;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -84,6 +86,8 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Key material.
     pub keys: Keys,
+    /// Access-token settings.
+    pub tokens: TokenSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -120,6 +124,8 @@ pub struct HttpSettings {
 pub struct Keys {
     /// Signs access tokens.
     pub jwt_signing: JwtSigningKey,
+    /// Public keys of earlier signing keys, still accepted during a rotation.
+    pub jwt_verification: Vec<VerificationKey>,
     /// Encrypts secrets at rest.
     pub data_encryption: DataKeyring,
 }
@@ -379,6 +385,24 @@ impl Config {
                 .ok();
             parsed.filter(|_| jwt_kid.is_some())
         });
+        let jwt_verification = r.parse("JWT_VERIFICATION_KEYS", Vec::new(), |raw| {
+            VerificationKey::parse_list(raw).map_err(|e| e.to_string())
+        });
+        if let Some(signing) = &jwt_signing {
+            let current = VerificationKey::of(signing);
+            if jwt_verification
+                .iter()
+                .any(|k| k.kid() == signing.kid() && k != &current)
+            {
+                r.fail(
+                    "JWT_VERIFICATION_KEYS",
+                    "names the signing key's id with a different key",
+                );
+            }
+        }
+        let token_ttl = r.number("ACCESS_TOKEN_TTL_SECS", 600, 60..=MAX_ACCESS_TOKEN_TTL_SECS);
+        let token_issuer = r.parse("JWT_ISSUER", "bulwark".to_owned(), claim_text);
+        let token_audience = r.parse("JWT_AUDIENCE", "bulwark-api".to_owned(), claim_text);
         let data_encryption = r.secret("DATA_ENCRYPTION_KEYS", keygen).and_then(|raw| {
             DataKeyring::parse(&raw)
                 .map_err(|e| r.fail("DATA_ENCRYPTION_KEYS", &e.to_string()))
@@ -492,10 +516,26 @@ impl Config {
             migrate_on_start,
             keys: Keys {
                 jwt_signing,
+                jwt_verification,
                 data_encryption,
+            },
+            tokens: TokenSettings {
+                issuer: token_issuer,
+                audience: token_audience,
+                ttl: Duration::from_secs(token_ttl),
+                leeway: Duration::from_secs(5),
             },
             log: LogSettings { format, filter },
         })
+    }
+}
+
+/// `iss`/`aud` values: 1..=128 printable ASCII characters without spaces (a URL or a name).
+fn claim_text(raw: &str) -> Result<String, String> {
+    if (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be 1 to 128 printable characters without spaces".to_owned())
     }
 }
 
@@ -683,6 +723,44 @@ mod tests {
                 "RUST_LOG",
                 "TLS_CERT_PATH"
             ]
+        );
+    }
+
+    #[test]
+    fn token_settings_have_safe_defaults_and_bounds() {
+        let config = load(&valid_pairs()).unwrap();
+        assert_eq!(config.tokens.ttl, Duration::from_secs(600));
+        assert!(config.keys.jwt_verification.is_empty());
+        for (var, value) in [
+            ("ACCESS_TOKEN_TTL_SECS", "901"),
+            ("ACCESS_TOKEN_TTL_SECS", "0"),
+            ("JWT_ISSUER", "has space"),
+            ("JWT_VERIFICATION_KEYS", "k1:AAAA"),
+        ] {
+            assert_eq!(
+                vars(&load(&with(valid_pairs(), var, value)).unwrap_err()),
+                [var],
+                "{var}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_verification_key_may_not_reuse_the_signing_keys_id_for_another_key() {
+        let pairs = valid_pairs();
+        let kid = pairs
+            .iter()
+            .find(|(k, _)| k == "JWT_SIGNING_KEY_ID")
+            .unwrap()
+            .1
+            .clone();
+        let other = generate_keys().unwrap();
+        let other_key =
+            JwtSigningKey::parse(KeyId::parse(&kid).unwrap(), &other.jwt_signing_key).unwrap();
+        let entry = VerificationKey::of(&other_key).to_env_entry();
+        assert_eq!(
+            vars(&load(&with(pairs, "JWT_VERIFICATION_KEYS", &entry)).unwrap_err()),
+            ["JWT_VERIFICATION_KEYS"]
         );
     }
 

@@ -13,7 +13,8 @@ use actix_web::{App, HttpServer, web};
 use bulwark_domain::health::DependencyProbe;
 use bulwark_persistence::PgPool;
 use bulwark_persistence::health::PgProbe;
-use bulwark_transport_rest::{ApiDoc, OpenApiDocument, Readiness};
+use bulwark_security::tokens::JwtAccessTokens;
+use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
 use bulwark_web::middleware::{self, SecurityHeaders};
 use bulwark_web::routing::RouteTable;
 use bulwark_web::{cors, extract, routing};
@@ -45,6 +46,9 @@ pub enum StartupError {
     /// Migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] bulwark_persistence::MigrateError),
+    /// The access-token service could not be built.
+    #[error("cannot set up access tokens")]
+    Tokens(#[source] bulwark_security::tokens::TokenSetupError),
     /// The OpenAPI document could not be rendered (a bug in a schema).
     #[error("cannot render the OpenAPI document")]
     OpenApi(#[source] serde_json::Error),
@@ -58,6 +62,7 @@ pub struct AppState {
     readiness: web::Data<Readiness>,
     document: web::Data<OpenApiDocument>,
     routes: web::Data<RouteTable>,
+    jwks: web::Data<JwkSet>,
     test_routes: Option<TestRoutes>,
 }
 
@@ -87,6 +92,19 @@ impl AppState {
                 .into(),
         );
         let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool))];
+        let tokens = JwtAccessTokens::new(
+            &config.keys.jwt_signing,
+            &config.keys.jwt_verification,
+            config.tokens.clone(),
+        )
+        .map_err(StartupError::Tokens)?;
+        let jwks = JwkSet {
+            keys: tokens
+                .public_keys()
+                .iter()
+                .map(|k| Jwk::ed25519(k.kid.clone(), k.x.clone()))
+                .collect(),
+        };
         Ok(Self {
             headers: SecurityHeaders {
                 hsts: http.behind_tls_proxy,
@@ -95,6 +113,7 @@ impl AppState {
             readiness: web::Data::new(Readiness::new(probes, http.readiness_timeout)),
             document: web::Data::new(document),
             routes: web::Data::new(bulwark_transport_rest::route_table(&doc)),
+            jwks: web::Data::new(jwks),
             http,
             test_routes,
         })
@@ -124,6 +143,7 @@ pub fn app(
         .app_data(state.readiness.clone())
         .app_data(state.document.clone())
         .app_data(state.routes.clone())
+        .app_data(state.jwks.clone())
         .configure(bulwark_transport_rest::routes)
         .split_for_parts();
     let app = match state.test_routes {

@@ -76,6 +76,12 @@ impl VerificationKey {
         }
     }
 
+    /// The key id.
+    #[must_use]
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
     /// `<kid>:<base64>`, the form `JWT_VERIFICATION_KEYS` takes.
     #[must_use]
     pub fn to_env_entry(&self) -> String {

@@ -14,12 +14,14 @@
 
 pub mod docs;
 pub mod health;
+pub mod jwks;
 
 use utoipa::OpenApi;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use docs::OpenApiDocument;
 pub use health::Readiness;
+pub use jwks::{Jwk, JwkSet};
 
 /// The document's fixed parts: info, tags, shared schemas. Paths are added by [`routes`].
 #[derive(Debug, OpenApi)]
@@ -33,6 +35,7 @@ pub use health::Readiness;
     tags(
         (name = "health", description = "Liveness and readiness for orchestrators."),
         (name = "meta", description = "This document."),
+        (name = "auth", description = "Authentication: keys, tokens, sessions."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
 )]
@@ -42,7 +45,8 @@ pub struct ApiDoc;
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(health::live)
         .service(health::ready)
-        .service(docs::openapi_json);
+        .service(docs::openapi_json)
+        .service(jwks::jwks);
 }
 
 /// The OpenAPI document of the routes in [`routes`]; `bulwark openapi` prints it and `make openapi`
