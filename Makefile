@@ -31,7 +31,7 @@ build: ## Debug build of the bulwark binary
 	$(CARGO) build --locked --bin bulwark
 
 openapi: build ## Regenerate openapi/openapi.json from the code
-	target/debug/bulwark openapi > openapi/openapi.json
+	target/debug/bulwark openapi > openapi/openapi.json.tmp && mv openapi/openapi.json.tmp openapi/openapi.json
 
 openapi-check: build ## Fail when openapi/openapi.json differs from what the code generates
 	@target/debug/bulwark openapi | diff -u openapi/openapi.json - \

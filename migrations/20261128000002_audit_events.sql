@@ -4,10 +4,15 @@
 -- when (occurred_at) and where (ip, user_agent, request_id) for one security-relevant event.
 --
 -- append-only is enforced here, in the database, not only in the code: a trigger rejects every
--- update and delete, and a statement trigger rejects truncate. an application bug, or someone who
--- steals the application's database credentials, cannot rewrite the trail. (retention is an
--- operator's job: a superuser can disable the trigger inside a maintenance window, and that act
--- itself is visible in the postgresql log.)
+-- update and delete, and a statement trigger rejects truncate. no query the application sends --
+-- whether by a bug or by an injected statement -- can rewrite the trail.
+--
+-- what the trigger cannot stop is the table's *owner*, who may disable it. the role that runs these
+-- migrations owns the table, so in production the service should run as a different role that has
+-- only insert and select on audit_events (see docs/security.md). in development the app runs
+-- migrations itself and therefore owns the table: the guarantee there is against bugs, not against
+-- someone holding the database password. (retention is an operator's job, inside a maintenance
+-- window, and that act is visible in the postgresql log.)
 --
 -- there is deliberately no foreign key to users: an audit row must outlive the account it talks
 -- about, and "on delete set null" would be an update, which the trigger forbids.

@@ -14,6 +14,8 @@ keys=$(target/debug/bulwark keygen | grep -v '^#')
 
 umask 077
 tmp=$(mktemp .env.XXXXXX)
+# The temporary file holds secrets: never leave it behind.
+trap 'rm -f "$tmp"' EXIT
 {
   echo "# Local development settings written by 'make env' on $(date -u +%Y-%m-%dT%H:%M:%SZ)."
   echo "# Development only: never commit this file, never reuse these secrets elsewhere."
@@ -25,8 +27,7 @@ tmp=$(mktemp .env.XXXXXX)
   echo "PORT=8080"
   echo "DOCS_UI=true"
   echo "LOG_FORMAT=text"
-  echo "RUST_LOG=info,sqlx=warn"
+  echo "RUST_LOG=info,sqlx=warn,actix_http::h1::dispatcher=off"
 } > "$tmp"
 mv -n "$tmp" .env
-rm -f "$tmp"
 echo "make env: wrote .env with fresh secrets"

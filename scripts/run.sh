@@ -10,7 +10,12 @@ export SQLX_OFFLINE=true APP_ENV=development
 scripts/dev-env.sh
 cargo build --quiet --bin bulwark
 
-db_url=${DATABASE_URL:-$(grep -E '^DATABASE_URL=' .env | tail -n1 | cut -d= -f2-)}
+# The URL as the service will see it: the environment first, else .env (plain or `export` form).
+db_url=${DATABASE_URL:-$(grep -E '^(export[[:space:]]+)?DATABASE_URL=' .env | tail -n1 | cut -d= -f2- | tr -d "\"'" || true)}
+if [ -z "$db_url" ]; then
+  echo "make run: DATABASE_URL is set neither in the environment nor in .env" >&2
+  exit 1
+fi
 # host and port from postgres://[user[:pw]@]host[:port]/db
 hostport=${db_url#*://}; hostport=${hostport##*@}; hostport=${hostport%%/*}; hostport=${hostport%%\?*}
 host=${hostport%%:*}; port=5432

@@ -20,8 +20,12 @@ for migration in migrations/*.sql; do
   psql -q -v ON_ERROR_STOP=1 "$db_url" -f "$migration" >/dev/null
 done
 
-rm -rf .sqlx && mkdir .sqlx
+# Generate into a fresh directory and swap it in only on success: a failed run must not leave the
+# committed cache empty (every offline build would break).
+fresh=$(mktemp -d .sqlx.new.XXXXXX)
+trap 'cleanup; rm -rf "$fresh"' EXIT
 # Make cargo re-run the macros in every file that has a checked query.
 grep -rlE 'query(_as|_scalar)?!' crates/*/src | xargs touch
-SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/.sqlx" DATABASE_URL="$db_url" cargo check --workspace --all-targets --quiet
+SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/$fresh" DATABASE_URL="$db_url" cargo check --workspace --all-targets --quiet
+rm -rf .sqlx && mv "$fresh" .sqlx
 echo "sqlx offline cache: $(ls .sqlx | wc -l) queries in .sqlx/"

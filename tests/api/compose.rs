@@ -94,6 +94,31 @@ fn published_ports_bind_to_localhost_only() {
     }
 }
 
+/// Every `environment:` entry of every service as (name, value), whether written as a map or as a
+/// list of `NAME=value` strings.
+fn environment(compose: &Yaml) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for (_, definition) in compose["services"].as_hash().unwrap() {
+        match &definition["environment"] {
+            Yaml::Hash(map) => {
+                for (key, value) in map {
+                    let value = strings(value).join("");
+                    entries.push((key.as_str().unwrap().to_owned(), value));
+                }
+            }
+            Yaml::Array(items) => {
+                for item in items {
+                    let text = item.as_str().unwrap();
+                    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+                    entries.push((key.to_owned(), value.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
 #[test]
 fn compose_holds_no_secret_literals() {
     let compose = compose();
@@ -107,27 +132,32 @@ fn compose_holds_no_secret_literals() {
             "{name}"
         );
     }
-    for (_, definition) in compose["services"].as_hash().unwrap() {
-        let environment = &definition["environment"];
-        if let Some(map) = environment.as_hash() {
-            for (key, value) in map {
-                let key = key.as_str().unwrap();
-                let sensitive = ["PASSWORD", "SECRET", "KEY", "TOKEN", "DATABASE_URL"]
-                    .iter()
-                    .any(|s| key.contains(s));
-                if sensitive {
-                    assert!(
-                        key.ends_with("_FILE"),
-                        "{key} is set as a literal; pass secrets as *_FILE"
-                    );
-                    let _ = value;
-                }
-            }
+    let entries = environment(&compose);
+    assert!(
+        entries.len() >= 8,
+        "environment entries were not found: {entries:?}"
+    );
+    for (key, value) in &entries {
+        let sensitive = [
+            "PASSWORD",
+            "SECRET",
+            "KEY",
+            "TOKEN",
+            "DATABASE_URL",
+            "PEPPER",
+        ]
+        .iter()
+        .any(|s| key.contains(s));
+        if sensitive {
+            assert!(
+                key.ends_with("_FILE") && value.starts_with('/'),
+                "{key} is set as a literal; pass secrets as *_FILE paths"
+            );
         }
     }
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
     assert!(
-        !text.contains("POSTGRES_PASSWORD:"),
+        !text.contains("POSTGRES_PASSWORD:") && !text.contains("POSTGRES_PASSWORD="),
         "a literal database password"
     );
     assert!(
@@ -144,14 +174,30 @@ fn compose_holds_no_secret_literals() {
             "a URL with literal credentials: {line}"
         );
     }
-    // No long base64 blobs (keys).
-    for word in text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+    // No long base64 blobs (keys), wherever they hide (`NAME=<key>` included).
+    for word in text.split(|c: char| c.is_whitespace() || "\"'=:,".contains(c)) {
         let base64ish = word.len() >= 40
             && word
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+                .all(|c| c.is_ascii_alphanumeric() || "+/".contains(c));
         assert!(!base64ish, "something that looks like a key: {word}");
     }
+}
+
+#[test]
+fn the_secret_checks_catch_a_planted_key() {
+    // The checks above must be able to fail: plant a key the way someone might, and look.
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let planted = text.replace(
+        "      APP_ENV: development\n",
+        "      APP_ENV: development\n      JWT_SIGNING_KEY: MFECAQEwBQYDK2VwBCIEIJM9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+    );
+    assert_ne!(planted, text, "the planting anchor moved");
+    let yaml = YamlLoader::load_from_str(&planted).unwrap().remove(0);
+    let caught = environment(&yaml)
+        .iter()
+        .any(|(k, v)| k == "JWT_SIGNING_KEY" && !v.starts_with('/'));
+    assert!(caught);
 }
 
 #[test]
@@ -192,5 +238,8 @@ fn the_docker_context_excludes_build_output_and_local_secrets() {
         );
     }
     // .env.example is needed by the build (the placeholders are compiled in).
-    assert!(!text.lines().any(|l| l.trim() == ".env*"));
+    let excludes_env_files = text
+        .lines()
+        .any(|l| l.trim() == ".env*" || l.trim() == ".env.*");
+    assert!(!excludes_env_files || text.lines().any(|l| l.trim() == "!.env.example"));
 }

@@ -45,8 +45,19 @@ async fn a_wrong_method_is_a_405_problem_with_allow() {
     let response = app.request(Method::POST, "/health/live").await;
 
     assert_security_headers(&response);
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
     assert_problem(response, 405).await;
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let app = TestApp::spawn().await;
+
+    let response = app.request(Method::HEAD, "/health/live").await;
+
+    assert_eq!(response.status(), 200);
+    assert_security_headers(&response);
+    assert!(response.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -159,16 +170,36 @@ async fn a_body_over_the_limit_is_a_413_problem() {
 }
 
 #[tokio::test]
-async fn a_streamed_body_over_the_limit_is_a_413_problem() {
-    // No Content-Length: the limit must hold while reading, not only by the declared length.
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_read() {
+    // Ten megabytes announced, none sent: the answer must come at once, without waiting for (or
+    // buffering) the body.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..80).map(|_| Ok(vec![b' '; 1024])).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
 
-    let response = app.post_echo(Some("application/json"), body).await;
+    stream
+        .write_all(b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read(&mut received),
+    )
+    .await;
+    let n = read
+        .expect("no answer while the body was withheld")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received[..n]);
 
-    assert_problem(response, 413).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains("urn:bulwark:problem:payload-too-large"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +283,10 @@ async fn trace_and_other_unrouted_methods_are_refused() {
 
 #[tokio::test]
 async fn nothing_from_the_repository_or_file_system_is_served() {
+    // Raw requests: an HTTP client library would normalise `..` and `%2e%2e` away before sending.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
 
     for path in [
         "/.git/config",
@@ -261,13 +295,29 @@ async fn nothing_from_the_repository_or_file_system_is_served() {
         "/../../etc/passwd",
         "/%2e%2e/%2e%2e/etc/passwd",
         "/docs/../.env",
+        "/health/..%2f..%2f.env",
     ] {
-        let response = app.get(path).await;
-        assert_eq!(response.status(), 404, "{path}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{path}"
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut received),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&received).to_lowercase();
+
+        assert!(
+            text.starts_with("http/1.1 404") || text.starts_with("http/1.1 400"),
+            "{path}: {text}"
+        );
+        assert!(
+            !text.contains("postgres") && !text.contains("[package]") && !text.contains("root:"),
+            "{path}: {text}"
         );
     }
 }

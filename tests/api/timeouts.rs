@@ -74,3 +74,36 @@ async fn a_handler_past_the_deadline_is_cut_off_with_a_408_problem() {
     assert_problem(response, 408).await;
     assert_eq!(app.get_liveness().await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_chunked_body_is_refused_with_411_and_never_holds_the_connection() {
+    // A chunked body that never ends, to routes that read a body, don't, or don't exist.
+    let app = TestApp::spawn().await;
+
+    for head in [
+        "POST /api/v1/nothing-here HTTP/1.1",
+        "POST /health/live HTTP/1.1",
+        "GET /health/live HTTP/1.1",
+        "POST /__probe/echo HTTP/1.1",
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
+        let request = format!(
+            "{head}\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+
+        let received = read_until_closed(&mut stream).await;
+
+        assert!(received.starts_with("HTTP/1.1 411"), "{head}: {received}");
+        let lower = received.to_lowercase();
+        assert!(lower.contains("connection: close"), "{head}: {received}");
+        assert!(
+            lower.contains("content-type: application/problem+json"),
+            "{head}: {received}"
+        );
+        assert!(
+            lower.contains("x-content-type-options: nosniff") && lower.contains("x-request-id: "),
+            "{head}: {received}"
+        );
+    }
+}

@@ -26,6 +26,9 @@ use bulwark_security::tokens::{TokenSettings, VerificationKey};
 use bulwark_web::cors::CorsPolicy;
 use secrecy::{ExposeSecret, SecretString};
 
+/// The log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,actix_http::h1::dispatcher=off";
+
 /// `.env.example`, compiled in: its secret values are the placeholders that must never be used.
 const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
 
@@ -36,8 +39,6 @@ const FILE_CAPABLE: [&str; 4] = [
     "JWT_SIGNING_KEY_ID",
     "DATA_ENCRYPTION_KEYS",
 ];
-/// Variables whose `.env.example` value is a placeholder that must be replaced.
-const SECRETS: [&str; 3] = ["DATABASE_URL", "JWT_SIGNING_KEY", "DATA_ENCRYPTION_KEYS"];
 
 /// Where the service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,7 @@ impl Reader<'_> {
             self.fail(name, &format!("is missing; {how_to_fix}"));
             return None;
         };
-        if SECRETS.contains(&name) && placeholder(name).is_some_and(|p| p == value) {
+        if is_placeholder(name, value) {
             self.fail(
                 name,
                 &format!("is still the placeholder from .env.example; {how_to_fix}"),
@@ -326,6 +327,16 @@ impl Reader<'_> {
     }
 }
 
+/// The value is `.env.example`'s, or visibly a placeholder of any kind (`PLACEHOLDER`, `change-me`)
+/// — an edited placeholder (another host, an added query string) is still one.
+fn is_placeholder(name: &str, value: &str) -> bool {
+    let lowered = value.to_ascii_lowercase();
+    placeholder(name).is_some_and(|p| p == value)
+        || ["placeholder", "change-me", "changeme", "replace-me"]
+            .iter()
+            .any(|word| lowered.contains(word))
+}
+
 fn placeholder(name: &str) -> Option<&'static str> {
     ENV_EXAMPLE.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
@@ -371,6 +382,13 @@ impl Config {
         let jwt_kid = match env.get("JWT_SIGNING_KEY_ID") {
             None => {
                 r.fail("JWT_SIGNING_KEY_ID", &format!("is missing; {keygen}"));
+                None
+            }
+            Some(raw) if is_placeholder("JWT_SIGNING_KEY_ID", raw) => {
+                r.fail(
+                    "JWT_SIGNING_KEY_ID",
+                    &format!("is still a placeholder; {keygen}"),
+                );
                 None
             }
             Some(raw) => KeyId::parse(raw)
@@ -455,7 +473,9 @@ impl Config {
                 _ => Err("must be `json` or `text`".to_owned()),
             },
         );
-        let filter = r.parse("RUST_LOG", "info,sqlx=warn".to_owned(), |raw| {
+        // actix-http logs every malformed request it refuses at ERROR, before any request exists:
+        // a client could flood the error log. Those refusals are visible at the proxy.
+        let filter = r.parse("RUST_LOG", DEFAULT_LOG_FILTER.to_owned(), |raw| {
             tracing_subscriber::EnvFilter::try_new(raw)
                 .map(|_| raw.to_owned())
                 .map_err(|_| "is not a valid tracing filter (e.g. `info,bulwark=debug`)".to_owned())
@@ -550,7 +570,7 @@ fn parse_cors(raw: &str) -> Result<CorsPolicy, String> {
             if is_origin(origin) {
                 Ok(origin.to_owned())
             } else {
-                Err("must be `*` or a comma-separated list of origins like https://app.example.com (scheme, host, optional port; no path)".to_owned())
+                Err("must be `*` or a comma-separated list of lower-case origins like https://app.example.com (scheme, host, optional port; no path)".to_owned())
             }
         })
         .collect::<Result<Vec<_>, _>>()
@@ -564,16 +584,25 @@ fn is_origin(origin: &str) -> bool {
     else {
         return false;
     };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
-        _ => (rest, None),
+    // `[v6 address]` or a DNS name / IPv4 address, then an optional `:port`, and nothing else.
+    let (host_ok, port) = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((address, tail)) => (address.parse::<std::net::Ipv6Addr>().is_ok(), tail),
+            None => (false, ""),
+        }
+    } else {
+        let end = rest.find(':').unwrap_or(rest.len());
+        let host = &rest[..end];
+        let ok = (1..=253).contains(&host.len())
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'));
+        (ok, &rest[end..])
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
+        });
     host_ok && port_ok
 }
 
@@ -581,6 +610,9 @@ fn is_origin(origin: &str) -> bool {
 mod tests {
     use super::*;
     use bulwark_security::keys::generate_keys;
+
+    /// The secrets whose `.env.example` value is a placeholder that must be replaced.
+    const SECRETS: [&str; 3] = ["DATABASE_URL", "JWT_SIGNING_KEY", "DATA_ENCRYPTION_KEYS"];
 
     fn valid_pairs() -> Vec<(String, String)> {
         let keys = generate_keys().unwrap();
@@ -641,6 +673,24 @@ mod tests {
                 "DATA_ENCRYPTION_KEYS"
             ]
         );
+    }
+
+    #[test]
+    fn edited_placeholders_are_refused_too() {
+        let cases = [
+            (
+                "DATABASE_URL",
+                "postgres://bulwark:PLACEHOLDER-change-me@db.internal:5432/bulwark?sslmode=require",
+            ),
+            ("DATABASE_URL", "postgres://app:changeme@127.0.0.1/app"),
+            ("JWT_SIGNING_KEY_ID", "jwt-PLACEHOLDER"),
+            ("DATA_ENCRYPTION_KEYS", "dek-placeholder:AAAA"),
+        ];
+        for (name, value) in cases {
+            let problems = load(&with(valid_pairs(), name, value)).unwrap_err();
+            assert_eq!(vars(&problems), [name], "{value}");
+            assert!(problems[0].message.contains("placeholder"), "{value}");
+        }
     }
 
     #[test]
@@ -770,9 +820,12 @@ mod tests {
             "https://app.example.com",
             "http://localhost:3000",
             "https://[::1]:8443",
+            "https://[::1]",
+            "http://10.0.0.1:80",
         ] {
             assert!(is_origin(ok), "{ok}");
         }
+        // Browsers send origins in lower case, so an upper-case entry could never match.
         for bad in [
             "app.example.com",
             "https://",
@@ -781,6 +834,12 @@ mod tests {
             "ftp://a",
             "https://a b",
             "null",
+            "https://a:b:80",
+            "https://App.example.com",
+            "https://[::1",
+            "https://[zz]:1",
+            "https://a.example:",
+            "https://a.example:99999",
         ] {
             assert!(!is_origin(bad), "{bad}");
         }

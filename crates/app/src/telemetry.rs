@@ -8,8 +8,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber and a panic hook that logs panics as events (with their location)
-/// instead of raw text on stderr. Call once, first thing.
+/// Installs the global subscriber and the panic hook ([`install_panic_hook`]). Call once, first
+/// thing.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -26,7 +26,21 @@ pub fn init(settings: &LogSettings) {
             .try_init(),
         LogFormat::Text => builder.compact().try_init(),
     };
+    install_panic_hook();
+}
+
+/// Panics become log events instead of raw text on stderr. A panic inside a request handler is
+/// logged by the problem middleware (once, with the request id), so the hook only hands it the
+/// location; any other panic is logged here.
+pub fn install_panic_hook() {
+    use bulwark_web::middleware::problems;
     std::panic::set_hook(Box::new(|info| {
-        tracing::error!(panic = %info, "panic");
+        if problems::panic_is_caught_here() {
+            problems::note_panic_location(
+                info.location().map(ToString::to_string).unwrap_or_default(),
+            );
+        } else {
+            tracing::error!(panic = %info, "panic");
+        }
     }));
 }

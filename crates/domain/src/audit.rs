@@ -2,7 +2,9 @@
 //!
 //! Audit events answer ASVS 16.2.1 (who/what/when/where) and 16.2.5 (no credentials in logs). They are
 //! stored append-only: the `audit_events` table rejects UPDATE, DELETE and TRUNCATE with a trigger, so
-//! not even a bug (or an attacker with the application's database role) can quietly rewrite history.
+//! no statement the application sends can rewrite history. Only the table's owner can disable the
+//! trigger, which is why production should run the service as a role that does not own it (see the
+//! migration and docs/security.md).
 //!
 //! Secrets are kept out by construction: the free-form [`AuditDetail`] accepts only flat scalar values
 //! under keys that do not look like credentials, and the database repeats that check for the most

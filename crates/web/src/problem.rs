@@ -129,7 +129,8 @@ fn generic_detail(status: StatusCode) -> &'static str {
         404 => "There is nothing here.",
         405 => "This method is not allowed on this resource.",
         406 => "No acceptable representation is available.",
-        408 => "The request took too long to arrive.",
+        // The deadline covers a slow client and a slow handler alike; say nothing about which.
+        408 => "The request was not completed in time.",
         409 => "The request conflicts with the current state of the resource.",
         411 => "A Content-Length is required.",
         412 => "A precondition of the request failed.",

@@ -25,10 +25,16 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table from `(pattern, methods)` pairs; patterns use actix/OpenAPI `{name}` syntax.
     #[must_use]
+    /// HEAD is added wherever GET is: the request context middleware answers HEAD as GET.
     pub fn new(routes: impl IntoIterator<Item = (String, Vec<Method>)>) -> Self {
         let routes = routes
             .into_iter()
-            .map(|(pattern, methods)| (ResourceDef::new(pattern), methods))
+            .map(|(pattern, mut methods)| {
+                if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                    methods.push(Method::HEAD);
+                }
+                (ResourceDef::new(pattern), methods)
+            })
             .collect();
         Self {
             routes: Arc::new(routes),
@@ -86,10 +92,13 @@ mod tests {
                 vec![Method::GET, Method::PATCH],
             ),
         ]);
-        assert_eq!(table.allowed("/health/live"), Some(vec![Method::GET]));
+        assert_eq!(
+            table.allowed("/health/live"),
+            Some(vec![Method::GET, Method::HEAD])
+        );
         assert_eq!(
             table.allowed("/api/v1/documents/123"),
-            Some(vec![Method::GET, Method::PATCH])
+            Some(vec![Method::GET, Method::PATCH, Method::HEAD])
         );
         assert_eq!(table.allowed("/api/v1/documents/123/x"), None);
         assert_eq!(table.allowed("/nope"), None);

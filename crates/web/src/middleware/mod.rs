@@ -1,15 +1,23 @@
 //! The middleware stack every response passes through, outermost first:
 //!
 //! 1. [`request_context`] — gives the request an id and a tracing span, logs its completion, echoes
-//!    `X-Request-Id`;
+//!    `X-Request-Id`, answers HEAD as GET;
 //! 2. [`security_headers`] — the contract's security headers on every response;
-//! 3. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
+//! 3. [`length_required`] — refuses chunked request bodies (411) before any routing;
+//! 4. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
 //!    RFC 9457 problem, and logs 5xx causes once;
-//! 4. [`timeout`] — the request deadline;
-//! 5. CORS (see [`crate::cors`]) — innermost, so its rejections become problems too.
+//! 5. [`timeout`] — the request deadline;
+//! 6. CORS (see [`crate::cors`]) — innermost, so its rejections become problems too.
 //!
 //! [`install`] applies them in this order so that no caller can get it wrong.
+//!
+//! What none of them can touch: errors that actix-http produces while *parsing* a request (a
+//! malformed request line or header, a head too large (431) or too slow (408), conflicting
+//! `Content-Length`/`Transfer-Encoding`). No request exists yet, so the app never sees them; they
+//! are sent with an empty body and without the security headers. A TLS-terminating proxy in front
+//! normally answers these itself.
 
+pub mod length_required;
 pub mod problems;
 pub mod request_context;
 pub mod security_headers;
@@ -57,6 +65,7 @@ where
         .wrap(from_fn(move |req, next| {
             problems::problem_responses(headers, req, next)
         }))
+        .wrap(from_fn(length_required::require_length))
         .wrap(from_fn(move |req, next| {
             security_headers::apply(headers, req, next)
         }))

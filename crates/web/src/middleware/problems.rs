@@ -1,8 +1,8 @@
 //! Every error becomes an RFC 9457 problem, and every panic a generic 500.
 //!
 //! Errors reach a client from many places that never see our types: the router (404, 405), actix's
-//! body and header limits (413, 431), CORS (a refused origin), the deadline (408), a handler that
-//! panics. Rather than configuring each of them, this middleware looks at every response on its way
+//! body limits (413), CORS (a refused origin), the deadline (408), a handler that panics. (Errors of
+//! actix-http's request *parser* never reach the app at all; see the [module list](super).) Rather than configuring each of them, this middleware looks at every response on its way
 //! out: if the status is 4xx/5xx it re-renders the body as `application/problem+json`, using the
 //! [`Problem`] a handler attached (see [`ProblemError`]) or the generic problem for the status.
 //! Headers such as `Retry-After`, `WWW-Authenticate` or `Allow` are kept.
@@ -16,8 +16,11 @@
 //! A 5xx is logged here, once, with its cause and the request id; the client gets only the id.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -47,7 +50,9 @@ pub async fn problem_responses(
         .unwrap_or_else(RequestId::generate);
     // AssertUnwindSafe: after a panic nothing the panicking code touched is used again; we only build
     // a fresh error value.
-    let outcome = AssertUnwindSafe(next.call(req)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(Guarded(Box::pin(next.call(req))))
+        .catch_unwind()
+        .await;
     let res = match outcome {
         Ok(Ok(res)) => res.map_into_boxed_body(),
         Ok(Err(error)) => {
@@ -61,7 +66,10 @@ pub async fn problem_responses(
             return Err(StandaloneProblem::new(problem, &request_id, headers).into());
         }
         Err(panic) => {
-            tracing::error!(panic = %panic_message(panic.as_ref()), "handler panicked");
+            let location = PANIC_LOCATION
+                .with(|l| l.borrow_mut().take())
+                .unwrap_or_default();
+            tracing::error!(panic = %panic_message(panic.as_ref()), location = %location, "handler panicked");
             let problem = Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR);
             return Err(StandaloneProblem::new(problem, &request_id, headers).into());
         }
@@ -151,6 +159,41 @@ impl ResponseError for StandaloneProblem {
                 .set_connection_type(ConnectionType::Close);
         }
         response
+    }
+}
+
+thread_local! {
+    /// True while this thread polls a request inside [`problem_responses`].
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    /// Where the last guarded panic happened, noted by the panic hook.
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// For the process's panic hook: is this panic about to be caught (and logged once, with the request
+/// id) by [`problem_responses`]? If so the hook should only call [`note_panic_location`] and stay
+/// silent, so that each handler panic makes exactly one log line.
+#[must_use]
+pub fn panic_is_caught_here() -> bool {
+    GUARDED.with(Cell::get)
+}
+
+/// Remembers the panic's source location for the log line of [`problem_responses`].
+pub fn note_panic_location(location: String) {
+    PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(location));
+}
+
+/// Marks the thread as guarded while the inner future is polled. actix runs a request's future on
+/// one thread, so a thread-local is exact here.
+struct Guarded<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let previous = GUARDED.with(|g| g.replace(true));
+        let result = self.0.as_mut().poll(cx);
+        GUARDED.with(|g| g.set(previous));
+        result
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{ConnectionType, Method};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{Ready, ready};
@@ -83,17 +84,29 @@ impl FromRequest for RequestId {
 /// Passes on an error of the inner service unchanged (a self-rendering problem from the problem
 /// middleware), after logging it.
 pub async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let id = RequestId::from_header(req.headers().get(X_REQUEST_ID));
     req.extensions_mut().insert(id.clone());
 
+    // HEAD is GET without the body (RFC 9110 §9.3.2): route it as GET. actix-http decided when it
+    // parsed the request that the response to a HEAD carries no body, so nothing else changes.
+    let method = req.method().clone();
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    // A chunked body has no declared end. If the handler never reads it (a 404, a route without a
+    // body), actix would keep the connection open waiting for the rest, with no deadline: a client
+    // could hold connections forever by starting a chunked body and never finishing it. Such a
+    // response therefore closes the connection.
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+
     let span = tracing::info_span!(
         "http.request",
         request_id = %id.as_str(),
-        method = %req.method(),
+        method = %method,
         route = tracing::field::Empty,
         path = %req.path(),
         peer = tracing::field::Empty,
@@ -139,6 +152,11 @@ pub async fn request_context(
 
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    if chunked {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
     }
     Ok(res)
 }
