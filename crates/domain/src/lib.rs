@@ -18,9 +18,11 @@
 //! - [`password`]: the password policy (composition or ASVS style, zxcvbn, blocklist, context) and
 //!   the [`password::PasswordHasher`] port.
 //! - [`token`]: access-token claims and the [`token::AccessTokens`] port.
+//! - [`session`]: sessions, rotating refresh tokens and the [`session::SessionStore`] port.
 
 pub mod audit;
 pub mod health;
 pub mod password;
+pub mod session;
 pub mod token;
 pub mod user;

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod health;
 pub mod pool;
+pub mod session;
 
 /// The migrations in `migrations/`, embedded in the binary at compile time so that `bulwark migrate`
 /// needs no files on the server.

@@ -14,4 +14,5 @@
 
 pub mod keys;
 pub mod password;
+pub mod refresh;
 pub mod tokens;

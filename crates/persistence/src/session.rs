@@ -1,0 +1,218 @@
+//! Sessions and refresh tokens in PostgreSQL (see `migrations/*_sessions.sql`).
+//!
+//! Rotation is one transaction whose first statement is the decision: `update … set used_at = now()
+//! where token_hash = $1 and used_at is null`. PostgreSQL's row lock makes concurrent callers with
+//! the same token wait for the first; when it commits they re-check `used_at is null`, find it false,
+//! update nothing, and take the reuse path. Exactly one caller rotates.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bulwark_domain::audit::MAX_USER_AGENT_CHARS;
+use bulwark_domain::session::{
+    NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionPolicy, SessionStore,
+    SessionStoreError,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The PostgreSQL session store.
+#[derive(Debug, Clone)]
+pub struct PgSessionStore {
+    pool: PgPool,
+}
+
+impl PgSessionStore {
+    /// A store over the service's pool.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn store_error(error: sqlx::Error) -> SessionStoreError {
+    SessionStoreError(Box::new(error))
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    #[tracing::instrument(name = "sessions.create", skip_all, fields(user_id = %new.user_id))]
+    async fn create(
+        &self,
+        new: NewSession,
+        policy: SessionPolicy,
+    ) -> Result<Uuid, SessionStoreError> {
+        let user_agent = new
+            .user_agent
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>());
+        let ip = new.ip.map(|ip| ip.to_string());
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let session_id = sqlx::query_scalar!(
+            r#"
+            insert into sessions (user_id, expires_at, idle_expires_at, ip, user_agent)
+            values ($1,
+                    now() + make_interval(secs => $2),
+                    least(now() + make_interval(secs => $3), now() + make_interval(secs => $2)),
+                    $4::text::inet, $5)
+            returning id
+            "#,
+            new.user_id,
+            seconds(policy.absolute_lifetime),
+            seconds(policy.idle_timeout),
+            ip,
+            user_agent,
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query!(
+            "insert into refresh_tokens (token_hash, session_id, generation) values ($1, $2, 1)",
+            &new.first_token.0[..],
+            session_id,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(session_id)
+    }
+
+    #[tracing::instrument(name = "sessions.rotate", skip_all)]
+    async fn rotate(
+        &self,
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        policy: SessionPolicy,
+    ) -> Result<Rotation, SessionStoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let claimed = sqlx::query!(
+            r#"
+            update refresh_tokens set used_at = now()
+            where token_hash = $1 and used_at is null
+            returning session_id, generation
+            "#,
+            &presented.0[..],
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+
+        let Some(claimed) = claimed else {
+            // Unknown, or used before. A used token proves a copy exists: end the whole session.
+            let reused = sqlx::query!(
+                r#"
+                update sessions set revoked_at = now(), revoked_reason = 'refresh_reuse'
+                where id = (select session_id from refresh_tokens where token_hash = $1)
+                  and revoked_at is null
+                returning id, user_id
+                "#,
+                &presented.0[..],
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(reused.map_or(Rotation::Rejected, |row| Rotation::Reused {
+                session_id: row.id,
+                user_id: row.user_id,
+            }));
+        };
+
+        let live = sqlx::query!(
+            r#"
+            update sessions
+            set last_used_at = now(),
+                idle_expires_at = least(now() + make_interval(secs => $2), expires_at)
+            where id = $1 and revoked_at is null and expires_at > now() and idle_expires_at > now()
+            returning user_id
+            "#,
+            claimed.session_id,
+            seconds(policy.idle_timeout),
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(live) = live else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(Rotation::Rejected);
+        };
+
+        sqlx::query!(
+            "insert into refresh_tokens (token_hash, session_id, generation) values ($1, $2, $3)",
+            &next.0[..],
+            claimed.session_id,
+            claimed.generation + 1,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Rotation::Rotated {
+            session_id: claimed.session_id,
+            user_id: live.user_id,
+        })
+    }
+
+    async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError> {
+        sqlx::query_scalar!(
+            r#"
+            select exists (
+                select 1 from sessions
+                where id = $1 and revoked_at is null and expires_at > now() and idle_expires_at > now()
+            ) as "live!"
+            "#,
+            session_id,
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
+    #[tracing::instrument(name = "sessions.revoke", skip_all, fields(%user_id, %session_id, reason = reason.as_str()))]
+    async fn revoke(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: RevocationReason,
+    ) -> Result<bool, SessionStoreError> {
+        let result = sqlx::query!(
+            r#"
+            update sessions set revoked_at = now(), revoked_reason = $3
+            where id = $1 and user_id = $2 and revoked_at is null
+            "#,
+            session_id,
+            user_id,
+            reason.as_str(),
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "sessions.revoke_all", skip_all, fields(%user_id, reason = reason.as_str()))]
+    async fn revoke_all(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        reason: RevocationReason,
+    ) -> Result<u64, SessionStoreError> {
+        let result = sqlx::query!(
+            r#"
+            update sessions set revoked_at = now(), revoked_reason = $3
+            where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2)
+            "#,
+            user_id,
+            keep,
+            reason.as_str(),
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+}

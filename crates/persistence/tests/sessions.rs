@@ -1,0 +1,317 @@
+//! Repository tests for sessions and rotating refresh tokens, each against a database of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bulwark_domain::session::{
+    NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionPolicy, SessionStore,
+};
+use bulwark_persistence::session::PgSessionStore;
+use bulwark_testkit::TestDatabase;
+use uuid::Uuid;
+
+fn token(n: u8) -> RefreshTokenHash {
+    // Distinct 32-byte values; the store only ever sees hashes.
+    let mut bytes = [n; 32];
+    bytes[0] = n.wrapping_mul(31).wrapping_add(7);
+    RefreshTokenHash(bytes)
+}
+
+fn random_token() -> RefreshTokenHash {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    RefreshTokenHash(bytes)
+}
+
+async fn user(db: &TestDatabase) -> Uuid {
+    sqlx::query_scalar("insert into users (email, display_name) values ($1, 'Test') returning id")
+        .bind(format!("{}@example.com", Uuid::new_v4().simple()))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn session(store: &PgSessionStore, user_id: Uuid, first: RefreshTokenHash) -> Uuid {
+    let new = NewSession {
+        user_id,
+        first_token: first,
+        ip: Some("198.51.100.4".parse().unwrap()),
+        user_agent: Some("test".into()),
+    };
+    store.create(new, SessionPolicy::default()).await.unwrap()
+}
+
+#[tokio::test]
+async fn rotation_hands_out_the_next_token_and_the_old_one_is_dead() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let session_id = session(&store, user_id, token(1)).await;
+
+    let first = store
+        .rotate(token(1), token(2), SessionPolicy::default())
+        .await
+        .unwrap();
+    let second = store
+        .rotate(token(2), token(3), SessionPolicy::default())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        first,
+        Rotation::Rotated {
+            session_id,
+            user_id
+        }
+    );
+    assert_eq!(
+        second,
+        Rotation::Rotated {
+            session_id,
+            user_id
+        }
+    );
+    assert!(store.is_live(session_id).await.unwrap());
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_token_revokes_the_whole_family() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let session_id = session(&store, user_id, token(1)).await;
+    store
+        .rotate(token(1), token(2), SessionPolicy::default())
+        .await
+        .unwrap();
+
+    let replay = store
+        .rotate(token(1), token(9), SessionPolicy::default())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        replay,
+        Rotation::Reused {
+            session_id,
+            user_id
+        }
+    );
+    assert!(!store.is_live(session_id).await.unwrap());
+    // The newer token died with its family.
+    assert_eq!(
+        store
+            .rotate(token(2), token(3), SessionPolicy::default())
+            .await
+            .unwrap(),
+        Rotation::Rejected
+    );
+    let reason: String = sqlx::query_scalar("select revoked_reason from sessions where id = $1")
+        .bind(session_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reason, "refresh_reuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_ten_concurrent_rotations_with_one_token_exactly_one_succeeds() {
+    let db = TestDatabase::migrated().await;
+    // A pool wide enough for real concurrency (the test database's default pool has 2 connections).
+    let mut settings = db.settings();
+    settings.max_connections = 10;
+    let pool = bulwark_persistence::connect(&settings);
+    let store = PgSessionStore::new(pool.clone());
+    let user_id = user(&db).await;
+    let session_id = session(&store, user_id, token(1)).await;
+
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate(token(1), random_token(), SessionPolicy::default())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+
+    let rotated = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rotation::Rotated { .. }))
+        .count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| !matches!(o, Rotation::Rotated { .. })
+                || *o
+                    == Rotation::Rotated {
+                        session_id,
+                        user_id
+                    })
+    );
+    // The losers are indistinguishable from a thief replaying the token: the session is over.
+    assert!(!store.is_live(session_id).await.unwrap());
+    let tokens: i64 =
+        sqlx::query_scalar("select count(*) from refresh_tokens where session_id = $1")
+            .bind(session_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tokens, 2, "one winner minted exactly one next token");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn unknown_tokens_are_rejected_without_touching_any_session() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let session_id = session(&store, user_id, token(1)).await;
+
+    assert_eq!(
+        store
+            .rotate(token(42), token(43), SessionPolicy::default())
+            .await
+            .unwrap(),
+        Rotation::Rejected
+    );
+    assert!(store.is_live(session_id).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let policy = SessionPolicy {
+        idle_timeout: Duration::ZERO,
+        ..SessionPolicy::default()
+    };
+    let new = NewSession {
+        user_id,
+        first_token: token(1),
+        ip: None,
+        user_agent: None,
+    };
+    let session_id = store.create(new, policy).await.unwrap();
+
+    assert!(!store.is_live(session_id).await.unwrap());
+    assert_eq!(
+        store.rotate(token(1), token(2), policy).await.unwrap(),
+        Rotation::Rejected
+    );
+}
+
+#[tokio::test]
+async fn no_amount_of_use_extends_a_session_past_its_absolute_lifetime() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let session_id = session(&store, user_id, token(1)).await;
+    // Refreshing pushes the idle expiry forward, but never past the absolute one.
+    store
+        .rotate(
+            token(1),
+            token(2),
+            SessionPolicy {
+                idle_timeout: Duration::from_secs(365 * 86_400),
+                ..SessionPolicy::default()
+            },
+        )
+        .await
+        .unwrap();
+    let capped: bool =
+        sqlx::query_scalar("select idle_expires_at = expires_at from sessions where id = $1")
+            .bind(session_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(capped);
+
+    sqlx::query("update sessions set created_at = now() - interval '31 days', expires_at = now() - interval '1 day', idle_expires_at = now() - interval '1 day' where id = $1")
+        .bind(session_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    assert!(!store.is_live(session_id).await.unwrap());
+    assert_eq!(
+        store
+            .rotate(token(2), token(3), SessionPolicy::default())
+            .await
+            .unwrap(),
+        Rotation::Rejected
+    );
+}
+
+#[tokio::test]
+async fn a_user_can_revoke_only_their_own_sessions() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (alice, mallory) = (user(&db).await, user(&db).await);
+    let alices = session(&store, alice, token(1)).await;
+
+    assert!(
+        !store
+            .revoke(mallory, alices, RevocationReason::SessionRevoked)
+            .await
+            .unwrap()
+    );
+    assert!(store.is_live(alices).await.unwrap());
+    assert!(
+        store
+            .revoke(alice, alices, RevocationReason::Logout)
+            .await
+            .unwrap()
+    );
+    assert!(!store.is_live(alices).await.unwrap());
+    assert!(
+        !store
+            .revoke(alice, alices, RevocationReason::Logout)
+            .await
+            .unwrap(),
+        "already revoked"
+    );
+}
+
+#[tokio::test]
+async fn revoke_all_can_keep_the_current_session() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (alice, bob) = (user(&db).await, user(&db).await);
+    let current = session(&store, alice, token(1)).await;
+    let other = session(&store, alice, token(2)).await;
+    let bobs = session(&store, bob, token(3)).await;
+
+    assert_eq!(
+        store
+            .revoke_all(alice, Some(current), RevocationReason::PasswordChange)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.is_live(current).await.unwrap());
+    assert!(!store.is_live(other).await.unwrap());
+    assert!(
+        store.is_live(bobs).await.unwrap(),
+        "another user's session is untouched"
+    );
+
+    assert_eq!(
+        store
+            .revoke_all(alice, None, RevocationReason::LogoutAll)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!store.is_live(current).await.unwrap());
+}
