@@ -183,7 +183,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         reason: RevocationReason,
     ) -> Result<bool, SessionStoreError>;
 
-    /// Revokes every live session of a user, except `keep` when given. Returns how many.
+    /// Revokes every live session of a user, except `keep` when given. Returns their ids (to drop
+    /// them from the local liveness cache at once).
     ///
     /// # Errors
     /// [`SessionStoreError`] when the store fails.
@@ -192,7 +193,7 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         user_id: Uuid,
         keep: Option<Uuid>,
         reason: RevocationReason,
-    ) -> Result<u64, SessionStoreError>;
+    ) -> Result<Vec<Uuid>, SessionStoreError>;
 }
 
 /// The session store failed; the source says why (for the log only).

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod liveness;
 pub mod pool;
 pub mod session;
 

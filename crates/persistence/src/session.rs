@@ -200,19 +200,19 @@ impl SessionStore for PgSessionStore {
         user_id: Uuid,
         keep: Option<Uuid>,
         reason: RevocationReason,
-    ) -> Result<u64, SessionStoreError> {
-        let result = sqlx::query!(
+    ) -> Result<Vec<Uuid>, SessionStoreError> {
+        sqlx::query_scalar!(
             r#"
             update sessions set revoked_at = now(), revoked_reason = $3
             where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2)
+            returning id
             "#,
             user_id,
             keep,
             reason.as_str(),
         )
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(store_error)?;
-        Ok(result.rows_affected())
+        .map_err(store_error)
     }
 }

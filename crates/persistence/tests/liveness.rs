@@ -1,0 +1,163 @@
+//! The session liveness cache: revocations reach every instance, and failures deny.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use bulwark_domain::session::{
+    NewSession, RefreshTokenHash, RevocationReason, SessionPolicy, SessionStore,
+};
+use bulwark_persistence::liveness::CachedLiveness;
+use bulwark_persistence::session::PgSessionStore;
+use bulwark_testkit::TestDatabase;
+use uuid::Uuid;
+
+async fn live_session(db: &TestDatabase, store: &PgSessionStore) -> (Uuid, Uuid) {
+    let user_id: Uuid =
+        sqlx::query_scalar("insert into users (email, display_name) values ($1, 'T') returning id")
+            .bind(format!("{}@example.com", Uuid::new_v4().simple()))
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let mut first = [0u8; 32];
+    first[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    let new = NewSession {
+        user_id,
+        first_token: RefreshTokenHash(first),
+        ip: None,
+        user_agent: None,
+    };
+    (
+        user_id,
+        store.create(new, SessionPolicy::default()).await.unwrap(),
+    )
+}
+
+/// An "instance": its own pool, its own cache (with a long TTL, so only a notification can
+/// invalidate it), its own listener.
+async fn instance(db: &TestDatabase) -> (CachedLiveness, sqlx::PgPool) {
+    let pool = bulwark_persistence::connect(&db.settings());
+    let liveness = CachedLiveness::new(pool.clone(), Duration::from_secs(3600));
+    liveness.spawn_listener(pool.clone());
+    let started = Instant::now();
+    while !liveness.is_listening() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the listener never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (liveness, pool)
+}
+
+async fn eventually_false(liveness: &CachedLiveness, session_id: Uuid) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if !liveness.is_live(session_id).await.unwrap() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_reaches_the_cache_of_another() {
+    let db = TestDatabase::migrated().await;
+    let (a, pool_a) = instance(&db).await;
+    let (b, pool_b) = instance(&db).await;
+    let store_a = PgSessionStore::new(pool_a.clone());
+    let (user_id, session_id) = live_session(&db, &store_a).await;
+    // Both instances have now cached "live" for an hour.
+    assert!(a.is_live(session_id).await.unwrap());
+    assert!(b.is_live(session_id).await.unwrap());
+
+    assert!(
+        store_a
+            .revoke(user_id, session_id, RevocationReason::Logout)
+            .await
+            .unwrap()
+    );
+    a.forget(&[session_id]);
+
+    // Instance A: at once.
+    assert!(!a.is_live(session_id).await.unwrap());
+    // Instance B: as soon as the notification arrives (in practice milliseconds).
+    assert!(
+        eventually_false(&b, session_id).await,
+        "instance B still believes the session is live"
+    );
+    pool_a.close().await;
+    pool_b.close().await;
+}
+
+#[tokio::test]
+async fn revoke_all_reaches_other_instances_for_every_session() {
+    let db = TestDatabase::migrated().await;
+    let (b, pool_b) = instance(&db).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (user_id, first) = live_session(&db, &store).await;
+    let mut new = NewSession {
+        user_id,
+        first_token: RefreshTokenHash([9; 32]),
+        ip: None,
+        user_agent: None,
+    };
+    new.first_token.0[0] = 1;
+    let second = store.create(new, SessionPolicy::default()).await.unwrap();
+    assert!(b.is_live(first).await.unwrap() && b.is_live(second).await.unwrap());
+
+    let revoked = store
+        .revoke_all(user_id, None, RevocationReason::PasswordReset)
+        .await
+        .unwrap();
+
+    assert_eq!(revoked.len(), 2);
+    assert!(eventually_false(&b, first).await && eventually_false(&b, second).await);
+    pool_b.close().await;
+}
+
+#[tokio::test]
+async fn without_a_listener_nothing_is_cached() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (user_id, session_id) = live_session(&db, &store).await;
+    let unlistened = CachedLiveness::new(db.pool.clone(), Duration::from_secs(3600));
+    assert!(unlistened.is_live(session_id).await.unwrap());
+
+    // No notification can reach it, and no `forget` is called: only not caching keeps it correct.
+    store
+        .revoke(user_id, session_id, RevocationReason::Logout)
+        .await
+        .unwrap();
+
+    assert!(!unlistened.is_live(session_id).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_an_error_never_a_yes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = TestDatabase::migrated().await;
+    let mut settings = db.settings();
+    settings.connect = settings.connect.port(port);
+    settings.acquire_timeout = Duration::from_secs(1);
+    let liveness = CachedLiveness::new(
+        bulwark_persistence::connect(&settings),
+        Duration::from_secs(3600),
+    );
+
+    assert!(liveness.is_live(Uuid::new_v4()).await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_sessions_are_not_live() {
+    let db = TestDatabase::migrated().await;
+    let (liveness, pool) = instance(&db).await;
+
+    assert!(!liveness.is_live(Uuid::new_v4()).await.unwrap());
+    pool.close().await;
+}
