@@ -172,28 +172,12 @@ async fn a_body_over_the_limit_is_a_413_problem() {
 #[tokio::test]
 async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_read() {
     // Ten megabytes announced, none sent: the answer must come at once, without waiting for (or
-    // buffering) the body.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // buffering) the body, and the connection must not wait for it either.
     let app = TestApp::spawn().await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
 
-    stream
-        .write_all(b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = vec![0u8; 4096];
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read(&mut received),
-    )
-    .await;
-    let n = read
-        .expect("no answer while the body was withheld")
-        .unwrap();
-    let text = String::from_utf8_lossy(&received[..n]);
+    let text = app
+        .raw_exchange(b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n")
+        .await;
 
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(
@@ -284,9 +268,7 @@ async fn trace_and_other_unrouted_methods_are_refused() {
 #[tokio::test]
 async fn nothing_from_the_repository_or_file_system_is_served() {
     // Raw requests: an HTTP client library would normalise `..` and `%2e%2e` away before sending.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
 
     for path in [
         "/.git/config",
@@ -297,19 +279,10 @@ async fn nothing_from_the_repository_or_file_system_is_served() {
         "/docs/../.env",
         "/health/..%2f..%2f.env",
     ] {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut received = Vec::new();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            stream.read_to_end(&mut received),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&received).to_lowercase();
+
+        let text = app.raw_exchange(request.as_bytes()).await.to_lowercase();
 
         assert!(
             text.starts_with("http/1.1 404") || text.starts_with("http/1.1 400"),
@@ -325,27 +298,14 @@ async fn nothing_from_the_repository_or_file_system_is_served() {
 #[tokio::test]
 async fn a_request_with_both_content_length_and_transfer_encoding_is_rejected() {
     // Request smuggling (ASVS 4.2.1): a request whose framing is ambiguous must not be interpreted.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
-    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
 
-    stream
-        .write_all(
+    let text = app
+        .raw_exchange(
             b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
               Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n",
         )
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut received),
-    )
-    .await;
-    let text = String::from_utf8_lossy(&received);
+        .await;
 
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert_eq!(

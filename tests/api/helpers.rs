@@ -97,6 +97,30 @@ impl TestApp {
         }
     }
 
+    pub fn port(&self) -> u16 {
+        self.address.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends bytes exactly as given (no client library normalises paths or framing) and returns
+    /// everything the server sends until it closes the connection. Fails the test when the server
+    /// keeps the connection open for 15 s.
+    pub async fn raw_exchange(&self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port()))
+            .await
+            .unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut received = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut received)).await;
+        assert!(
+            read.is_ok(),
+            "the server kept the connection open: {}",
+            String::from_utf8_lossy(&received)
+        );
+        String::from_utf8_lossy(&received).into_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -1,25 +1,9 @@
 //! What the request log says — and what it never says.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use actix_web::test as actix_test;
 use bulwark_app::startup::{AppState, app};
 
 use crate::helpers::{probe_routes, test_config};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Runs one request through the in-process app (with the probe routes) and returns the JSON log.
 async fn log_of(request: actix_test::TestRequest) -> (u16, String) {
@@ -28,7 +12,7 @@ async fn log_of(request: actix_test::TestRequest) -> (u16, String) {
     config.database = db.settings();
     let state = AppState::new(&config, db.pool.clone(), Some(probe_routes())).unwrap();
     let service = actix_test::init_service(app(state)).await;
-    let captured = Captured::default();
+    let captured = bulwark_testkit::CapturedLogs::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -42,7 +26,7 @@ async fn log_of(request: actix_test::TestRequest) -> (u16, String) {
         Ok(response) => response.status().as_u16(),
         Err(error) => error.as_response_error().status_code().as_u16(),
     };
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     (status, log)
 }
 

@@ -1,35 +1,15 @@
-//! Slow clients cannot hold connections: the request head and the whole request have deadlines.
-
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+//! Slow clients cannot hold connections: the request head and the whole request have deadlines,
+//! and bodies must declare their length.
 
 use crate::helpers::{TestApp, assert_problem};
-
-/// Reads until the server closes the connection (or a generous cap passes, which fails the test).
-async fn read_until_closed(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut received)).await;
-    assert!(read.is_ok(), "the server kept a stalled connection open");
-    String::from_utf8_lossy(&received).into_owned()
-}
-
-fn port(app: &TestApp) -> u16 {
-    app.address.rsplit(':').next().unwrap().parse().unwrap()
-}
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let app = TestApp::spawn_with(&[("CLIENT_HEADER_TIMEOUT_MS", "300")]).await;
-    let mut stream = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
 
-    stream
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let received = read_until_closed(&mut stream).await;
+    let received = app
+        .raw_exchange(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await;
 
     assert!(
         received.is_empty() || received.starts_with("HTTP/1.1 408"),
@@ -40,16 +20,13 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
 #[tokio::test]
 async fn a_client_that_trickles_its_body_gets_a_408_problem_and_is_disconnected() {
     let app = TestApp::spawn_with(&[("REQUEST_TIMEOUT_SECS", "1")]).await;
-    let mut stream = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
 
-    stream
-        .write_all(
+    let received = app
+        .raw_exchange(
             b"POST /__probe/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
               Content-Length: 100\r\n\r\n{\"name\":",
         )
-        .await
-        .unwrap();
-    let received = read_until_closed(&mut stream).await;
+        .await;
 
     assert!(received.starts_with("HTTP/1.1 408"), "{received}");
     let lower = received.to_lowercase();
@@ -86,13 +63,11 @@ async fn a_chunked_body_is_refused_with_411_and_never_holds_the_connection() {
         "GET /health/live HTTP/1.1",
         "POST /__probe/echo HTTP/1.1",
     ] {
-        let mut stream = TcpStream::connect(("127.0.0.1", port(&app))).await.unwrap();
         let request = format!(
             "{head}\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         );
-        stream.write_all(request.as_bytes()).await.unwrap();
 
-        let received = read_until_closed(&mut stream).await;
+        let received = app.raw_exchange(request.as_bytes()).await;
 
         assert!(received.starts_with("HTTP/1.1 411"), "{head}: {received}");
         let lower = received.to_lowercase();

@@ -3,26 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix_web::{test as actix_test, web};
 use bulwark_app::config::{Config, Env};
 use bulwark_app::startup::{AppState, app};
 use secrecy::ExposeSecret;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn panics() -> &'static str {
     panic!("exploding on purpose")
@@ -51,7 +37,7 @@ async fn a_handler_panic_is_logged_once_with_message_location_and_request_id() {
     });
     let service =
         actix_test::init_service(app(AppState::new(&config, pool, Some(routes)).unwrap())).await;
-    let captured = Captured::default();
+    let captured = bulwark_testkit::CapturedLogs::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -70,7 +56,7 @@ async fn a_handler_panic_is_logged_once_with_message_location_and_request_id() {
     };
 
     assert_eq!(status, 500);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("exploding on purpose"))

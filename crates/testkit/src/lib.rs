@@ -10,7 +10,9 @@
 
 #![allow(clippy::expect_used)] // test support: a failure here is a failed test, said loudly.
 
+use std::io::Write;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bulwark_persistence::{DatabaseSettings, PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -122,5 +124,32 @@ impl Drop for TestDatabase {
         if !matches!(dropped, Ok(Some(()))) {
             eprintln!("warning: could not drop test database {}", self.name);
         }
+    }
+}
+
+/// A log sink for tests: give `move || logs.clone()` to a tracing subscriber's `with_writer`, then
+/// read what was logged with [`CapturedLogs::text`].
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
