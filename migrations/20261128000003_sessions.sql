@@ -35,8 +35,8 @@ create table sessions (
     constraint sessions_user_agent_length_check check (char_length(user_agent) <= 512)
 );
 
--- "my live sessions" and "revoke all of a user's sessions".
-create index sessions_user_live_idx on sessions (user_id) where revoked_at is null;
+-- "my sessions", "revoke all of a user's sessions", and the cascade when a user row goes.
+create index sessions_user_id_idx on sessions (user_id);
 
 create table refresh_tokens (
     token_hash  bytea       not null,

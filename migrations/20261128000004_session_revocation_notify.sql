@@ -3,8 +3,11 @@
 -- each instance caches "session s is live" for a few seconds, so that an authenticated request does
 -- not always cost a query. a revocation must reach those caches immediately: this trigger sends the
 -- session id on the `session_revoked` channel whenever a session is revoked or deleted, whatever
--- code (or operator) did it. postgresql delivers notifications when the transaction commits, and
--- never for one that rolls back.
+-- code (or operator) did it with an update or a delete. postgresql delivers notifications when the
+-- transaction commits, and never for one that rolls back.
+--
+-- what does not notify: truncate (no row triggers fire) and editing expires_at by hand. expiry is
+-- checked in every liveness query, so the latter is stale for at most the cache's lifetime.
 
 create function sessions_notify_revoked() returns trigger
 language plpgsql as $$

@@ -183,6 +183,18 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         reason: RevocationReason,
     ) -> Result<bool, SessionStoreError>;
 
+    /// Revokes the session that `token` (the current, unused refresh token) belongs to — logout.
+    /// Returns `(session_id, user_id)`, or `None` when the token is unknown, already used, or its
+    /// session already ended (logout answers the same either way).
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the store fails.
+    async fn revoke_by_token(
+        &self,
+        token: RefreshTokenHash,
+        reason: RevocationReason,
+    ) -> Result<Option<(Uuid, Uuid)>, SessionStoreError>;
+
     /// Revokes every live session of a user, except `keep` when given. Returns their ids (to drop
     /// them from the local liveness cache at once).
     ///

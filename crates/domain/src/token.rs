@@ -91,7 +91,8 @@ pub trait AccessTokens: Send + Sync + fmt::Debug {
     /// [`TokenIssueError`] when signing fails.
     fn issue(&self, user_id: Uuid, session_id: Uuid) -> Result<IssuedAccessToken, TokenIssueError>;
 
-    /// Verifies a token: signature first, with the algorithm pinned, then type, issuer, audience and
+    /// Verifies a token: the header first (algorithm pinned, type, key id among the configured
+    /// keys — nothing of the payload is read yet), then the signature, then issuer, audience and
     /// time.
     ///
     /// # Errors

@@ -120,8 +120,8 @@ fn is_domain(domain: &str) -> bool {
 /// Longest display name, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
-/// The name other users see. Trimmed, 1..=100 characters, no control characters and no
-/// bidirectional overrides (which can make `admin` render as something else in a UI).
+/// The name other users see. Trimmed, 1..=100 characters, no control characters and no invisible
+/// format characters (bidirectional overrides, zero-width characters): see `is_format_character`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -146,15 +146,12 @@ impl DisplayName {
                 format!("A display name has at most {MAX_DISPLAY_NAME_CHARS} characters."),
             ));
         }
-        let forbidden = |c: char| {
-            c.is_control()
-                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        };
+        let forbidden = |c: char| c.is_control() || is_format_character(c);
         if trimmed.chars().any(forbidden) {
             return Err(FieldViolation::new(
                 "display_name",
                 "invalid_characters",
-                "A display name cannot contain control or text-direction characters.",
+                "A display name cannot contain control, invisible or text-direction characters.",
             ));
         }
         Ok(Self(trimmed.to_owned()))
@@ -165,6 +162,19 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode's "format" characters (general category Cf, Unicode 15): invisible, they change how
+/// text around them is displayed — direction overrides, zero-width spaces and joiners, soft
+/// hyphens, tags — which is how `ad\u{200B}min` passes for `admin`. None belongs in a name shown to
+/// other users. (Emoji written with zero-width joiners are refused with them.)
+fn is_format_character(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
 }
 
 /// What a user may do. Permissions per role are decided by the domain's policy (the authorisation
@@ -278,6 +288,11 @@ mod tests {
             "admin\u{202e}nimda",
             "tab\there",
             "\u{2066}x",
+            "ad\u{200B}min",
+            "ad\u{00AD}min",
+            "a\u{061C}b",
+            "x\u{FEFF}",
+            "a\u{E0041}",
         ] {
             assert_eq!(
                 DisplayName::parse(bad).unwrap_err().code,

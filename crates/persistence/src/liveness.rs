@@ -1,19 +1,25 @@
 //! "Is this session still live?" on every authenticated request, cheaply and without going stale.
 //!
-//! A positive answer is cached for at most `ttl` (default 30 s). A revocation removes the entry:
+//! A positive answer is cached for at most `ttl` ([`DEFAULT_TTL`] unless configured). A revocation
+//! removes the entry:
 //! - on the instance that revoked, at once ([`CachedLiveness::forget`], called by the service that
 //!   revokes);
 //! - on every instance, within milliseconds, through PostgreSQL `LISTEN`/`NOTIFY`: the
 //!   `sessions_notify_revoked_*` triggers send the session id on `session_revoked` at commit.
 //!
-//! Failure modes are closed, never open: while the listener is not connected nothing is cached (every
-//! check asks the database), the cache is emptied whenever the listener (re)connects (it may have
+//! An answer read from the database is cached only if no invalidation happened while it was being
+//! read (an *epoch* counter): otherwise a request that read "live" just before a revocation
+//! committed could put the stale answer back after the notification had removed it.
+//!
+//! Failure modes are closed, never open: until the listener has connected nothing is cached (every
+//! check asks the database), the cache is emptied whenever the listener reconnects (it may have
 //! missed notifications), and a check that cannot reach the database is an error, which callers
-//! turn into a refusal. The one window of staleness is a silent network partition that the listener
-//! has not noticed yet, bounded by `ttl`.
+//! turn into a refusal. The one window of staleness is a connection loss that the listener has not
+//! noticed yet (a silent network partition), bounded by `ttl`. The listener holds one connection of
+//! the pool for as long as it runs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,8 @@ use crate::session::PgSessionStore;
 
 /// The notification channel (see the migration).
 pub const CHANNEL: &str = "session_revoked";
+/// How long a positive answer is trusted when nothing is configured.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// Most entries kept; past it the cache starts over (a flood of distinct sessions cannot grow memory).
 const MAX_ENTRIES: usize = 100_000;
 
@@ -36,6 +44,8 @@ pub struct CachedLiveness {
     ttl: Duration,
     cache: Arc<Mutex<HashMap<Uuid, Instant>>>,
     listening: Arc<AtomicBool>,
+    /// Bumped by every invalidation; see the module docs.
+    epoch: Arc<AtomicU64>,
 }
 
 impl CachedLiveness {
@@ -48,6 +58,7 @@ impl CachedLiveness {
             ttl,
             cache: Arc::default(),
             listening: Arc::default(),
+            epoch: Arc::default(),
         }
     }
 
@@ -65,22 +76,35 @@ impl CachedLiveness {
                 return Ok(true);
             }
         }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let live = self.store.is_live(session_id).await?;
-        let mut cache = self.lock();
-        if live && self.listening.load(Ordering::Acquire) {
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(session_id, Instant::now());
+        if live {
+            self.remember(session_id, epoch);
         } else {
-            cache.remove(&session_id);
+            self.lock().remove(&session_id);
         }
         Ok(live)
+    }
+
+    /// Caches "live", unless an invalidation happened since `epoch_before` was read.
+    fn remember(&self, session_id: Uuid, epoch_before: u64) {
+        let mut cache = self.lock();
+        // Checked under the lock: `forget` and `reset` bump the epoch under the same lock.
+        if !self.listening.load(Ordering::Acquire)
+            || self.epoch.load(Ordering::Acquire) != epoch_before
+        {
+            return;
+        }
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(session_id, Instant::now());
     }
 
     /// Drops the cached answer for these sessions (call it right after revoking them).
     pub fn forget(&self, session_ids: &[Uuid]) {
         let mut cache = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for id in session_ids {
             cache.remove(id);
         }
@@ -99,8 +123,9 @@ impl CachedLiveness {
     }
 
     fn reset(&self, listening: bool) {
-        self.listening.store(false, Ordering::Release);
-        self.lock().clear();
+        let mut cache = self.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        cache.clear();
         self.listening.store(listening, Ordering::Release);
     }
 
@@ -142,5 +167,59 @@ impl CachedLiveness {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    fn offline() -> CachedLiveness {
+        // A pool that never connects: these tests exercise the cache alone.
+        let pool = PgPoolOptions::new().connect_lazy_with(PgConnectOptions::new().port(1));
+        let liveness = CachedLiveness::new(pool, Duration::from_secs(3600));
+        liveness.listening.store(true, Ordering::Release);
+        liveness
+    }
+
+    #[tokio::test]
+    async fn an_answer_read_before_a_revocation_is_not_cached_after_it() {
+        let liveness = offline();
+        let id = Uuid::new_v4();
+        // A request reads the epoch, then its query says "live"…
+        let before = liveness.epoch.load(Ordering::Acquire);
+        // …while a revocation's notification is handled…
+        liveness.forget(&[id]);
+        // …so its answer must not be cached.
+        liveness.remember(id, before);
+        assert!(!liveness.lock().contains_key(&id));
+
+        // An answer read after the revocation is cached as usual.
+        let after = liveness.epoch.load(Ordering::Acquire);
+        liveness.remember(id, after);
+        assert!(liveness.lock().contains_key(&id));
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_invalidates_answers_in_flight_and_cached() {
+        let liveness = offline();
+        let (cached, in_flight) = (Uuid::new_v4(), Uuid::new_v4());
+        liveness.remember(cached, liveness.epoch.load(Ordering::Acquire));
+        let before = liveness.epoch.load(Ordering::Acquire);
+
+        liveness.reset(true);
+        liveness.remember(in_flight, before);
+
+        assert!(liveness.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_cached_while_not_listening() {
+        let liveness = offline();
+        liveness.reset(false);
+        let id = Uuid::new_v4();
+        liveness.remember(id, liveness.epoch.load(Ordering::Acquire));
+        assert!(liveness.lock().is_empty());
     }
 }

@@ -107,7 +107,7 @@ impl SessionStore for PgSessionStore {
                 r#"
                 update sessions set revoked_at = now(), revoked_reason = 'refresh_reuse'
                 where id = (select session_id from refresh_tokens where token_hash = $1)
-                  and revoked_at is null
+                  and revoked_at is null and expires_at > now() and idle_expires_at > now()
                 returning id, user_id
                 "#,
                 &presented.0[..],
@@ -137,7 +137,9 @@ impl SessionStore for PgSessionStore {
         .await
         .map_err(store_error)?;
         let Some(live) = live else {
-            tx.commit().await.map_err(store_error)?;
+            // Revoked or expired: nothing to rotate. Roll back, so the token is not marked used —
+            // presenting it again is a retry of an ended session, not a theft.
+            tx.rollback().await.map_err(store_error)?;
             return Ok(Rotation::Rejected);
         };
 
@@ -192,6 +194,28 @@ impl SessionStore for PgSessionStore {
         .await
         .map_err(store_error)?;
         Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "sessions.revoke_by_token", skip_all, fields(reason = reason.as_str()))]
+    async fn revoke_by_token(
+        &self,
+        token: RefreshTokenHash,
+        reason: RevocationReason,
+    ) -> Result<Option<(Uuid, Uuid)>, SessionStoreError> {
+        let row = sqlx::query!(
+            r#"
+            update sessions set revoked_at = now(), revoked_reason = $2
+            where id = (select session_id from refresh_tokens where token_hash = $1 and used_at is null)
+              and revoked_at is null
+            returning id, user_id
+            "#,
+            &token.0[..],
+            reason.as_str(),
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|row| (row.id, row.user_id)))
     }
 
     #[tracing::instrument(name = "sessions.revoke_all", skip_all, fields(%user_id, reason = reason.as_str()))]

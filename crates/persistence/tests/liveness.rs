@@ -161,3 +161,37 @@ async fn unknown_sessions_are_not_live() {
     assert!(!liveness.is_live(Uuid::new_v4()).await.unwrap());
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_listener_reconnect_empties_the_cache_because_notifications_may_be_lost() {
+    let db = TestDatabase::migrated().await;
+    let (b, pool_b) = instance(&db).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (user_id, session_id) = live_session(&db, &store).await;
+    assert!(b.is_live(session_id).await.unwrap());
+
+    // A revocation whose notification never comes (the trigger is switched off for this test)…
+    sqlx::query("alter table sessions disable trigger sessions_notify_revoked_on_update")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    store
+        .revoke(user_id, session_id, RevocationReason::Logout)
+        .await
+        .unwrap();
+    assert!(
+        b.is_live(session_id).await.unwrap(),
+        "without a notification the cached answer stands"
+    );
+    // …is still caught once the listener's connection drops and comes back.
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'listen%'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    assert!(
+        eventually_false(&b, session_id).await,
+        "the cache survived a reconnect"
+    );
+    pool_b.close().await;
+}

@@ -315,3 +315,84 @@ async fn revoke_all_can_keep_the_current_session() {
     );
     assert!(!store.is_live(current).await.unwrap());
 }
+
+#[tokio::test]
+async fn retrying_a_token_of_an_expired_session_is_not_reported_as_theft() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let policy = SessionPolicy {
+        idle_timeout: Duration::ZERO,
+        ..SessionPolicy::default()
+    };
+    let new = NewSession {
+        user_id,
+        first_token: token(1),
+        ip: None,
+        user_agent: None,
+    };
+    let session_id = store.create(new, policy).await.unwrap();
+
+    assert_eq!(
+        store.rotate(token(1), token(2), policy).await.unwrap(),
+        Rotation::Rejected
+    );
+    assert_eq!(
+        store.rotate(token(1), token(3), policy).await.unwrap(),
+        Rotation::Rejected
+    );
+
+    let reason: Option<String> =
+        sqlx::query_scalar("select revoked_reason from sessions where id = $1")
+            .bind(session_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, None, "an expiry is not a refresh-token reuse");
+}
+
+#[tokio::test]
+async fn logout_by_refresh_token_ends_that_session_only() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let user_id = user(&db).await;
+    let phone = session(&store, user_id, token(1)).await;
+    let laptop = session(&store, user_id, token(2)).await;
+    store
+        .rotate(token(1), token(3), SessionPolicy::default())
+        .await
+        .unwrap();
+
+    // A rotated (used) token cannot log out; the current one can, once.
+    assert_eq!(
+        store
+            .revoke_by_token(token(1), RevocationReason::Logout)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .revoke_by_token(token(3), RevocationReason::Logout)
+            .await
+            .unwrap(),
+        Some((phone, user_id))
+    );
+    assert_eq!(
+        store
+            .revoke_by_token(token(3), RevocationReason::Logout)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .revoke_by_token(token(99), RevocationReason::Logout)
+            .await
+            .unwrap(),
+        None
+    );
+
+    assert!(!store.is_live(phone).await.unwrap());
+    assert!(store.is_live(laptop).await.unwrap());
+}

@@ -56,7 +56,7 @@ pub struct Argon2Hasher {
 struct Inner {
     params: Params,
     pepper: Option<SecretSlice<u8>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     dummy: String,
 }
 
@@ -124,7 +124,7 @@ impl Argon2Hasher {
         let mut inner = Inner {
             params,
             pepper,
-            permits: Semaphore::new(max_concurrent),
+            permits: Arc::new(Semaphore::new(max_concurrent)),
             dummy: String::new(),
         };
         let dummy_password = crate::keys::random_hex(16)
@@ -137,21 +137,25 @@ impl Argon2Hasher {
         })
     }
 
-    /// Runs `work` on the blocking pool once a permit is free.
+    /// Runs `work` on the blocking pool once a permit is free. The permit moves into the blocking
+    /// task: if the caller gives up (a request deadline, a client that disconnects), the hash still
+    /// running keeps its permit until it finishes, so the bound holds for work actually running.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
             .await
             .map_err(|e| HashError(Box::new(e)))?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(|e| HashError(Box::new(e)))
+        tokio::task::spawn_blocking(move || {
+            let result = work(&inner);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| HashError(Box::new(e)))
     }
 }
 
@@ -201,6 +205,11 @@ impl Inner {
             return true;
         };
         stored.algorithm.as_str() != "argon2id"
+            || stored.version != Some(Version::V0x13.into())
+            || stored
+                .hash
+                .as_ref()
+                .is_none_or(|h| h.len() < Params::DEFAULT_OUTPUT_LEN)
             || params.m_cost() < self.params.m_cost()
             || params.t_cost() < self.params.t_cost()
             || params.p_cost() < self.params.p_cost()
@@ -222,7 +231,8 @@ impl PasswordHasher for Argon2Hasher {
         candidate: &SecretString,
         stored: Option<&PasswordHash>,
     ) -> Result<Verification, HashError> {
-        let candidate = candidate.clone();
+        // The same normalisation as the policy applied when the password was set.
+        let candidate = bulwark_domain::password::normalize(candidate);
         let stored = stored.map(|h| h.as_str().to_owned());
         self.run(move |inner| match stored {
             Some(stored) => inner.verify_blocking(candidate.expose_secret().as_bytes(), &stored),
@@ -301,6 +311,20 @@ mod tests {
                 "{wrong:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_password_typed_in_another_unicode_form_still_verifies() {
+        let hasher = hasher();
+        let hash = hasher
+            .hash(&password("Caf\u{e9}-Horse-Battery-9-Staple"))
+            .await
+            .unwrap();
+        let decomposed = SecretString::from("Cafe\u{301}-Horse-Battery-9-Staple");
+        assert!(matches!(
+            hasher.verify(&decomposed, Some(&hash)).await.unwrap(),
+            Verification::Match { .. }
+        ));
     }
 
     #[tokio::test]
@@ -439,29 +463,99 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn hashes_beyond_the_bound_wait_for_a_permit() {
-        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1).unwrap();
-        let pw = password(PW);
-        let hash = hasher.hash(&pw).await.unwrap();
-        // With one permit, verifications run one after another; all complete correctly.
-        let tasks: Vec<_> = (0..4)
+    async fn no_more_than_the_bound_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 2).unwrap();
+        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..6)
             .map(|_| {
-                let (hasher, hash) = (hasher.clone(), hash.clone());
+                let (hasher, running, peak) =
+                    (hasher.clone(), Arc::clone(&running), Arc::clone(&peak));
                 tokio::spawn(async move {
                     hasher
-                        .verify(&SecretString::from(PW), Some(&hash))
+                        .run(move |_| {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                        })
                         .await
-                        .unwrap()
+                        .unwrap();
                 })
             })
             .collect();
         for task in tasks {
-            assert!(matches!(task.await.unwrap(), Verification::Match { .. }));
+            task.await.unwrap();
         }
         assert_eq!(
+            peak.load(Ordering::SeqCst),
+            2,
+            "at most two at once, and two did run at once"
+        );
+        assert_eq!(
             hasher.inner.permits.available_permits(),
-            1,
+            2,
             "every permit was returned"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_hash_keeps_its_permit_until_it_finishes() {
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1).unwrap();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let caller = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move {
+                hasher
+                    .run(move |_| {
+                        started_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+
+        // The caller gives up (a deadline, a disconnect) while the work still runs.
+        caller.abort();
+        let _ = caller.await;
+        assert_eq!(
+            hasher.inner.permits.available_permits(),
+            0,
+            "the running hash still holds its permit"
+        );
+
+        release_tx.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while hasher.inner.permits.available_permits() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_a_real_verification() {
+        // With the only permit taken, a verification for "no such account" has to wait for it:
+        // it does hash (against the dummy) rather than answering at once.
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1).unwrap();
+        let held = Arc::clone(&hasher.inner.permits)
+            .acquire_owned()
+            .await
+            .unwrap();
+        let candidate = SecretString::from(PW);
+        let verify = hasher.verify(&candidate, None);
+        tokio::pin!(verify);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut verify)
+                .await
+                .is_err()
+        );
+        drop(held);
+        assert_eq!(verify.await.unwrap(), Verification::Mismatch);
     }
 }

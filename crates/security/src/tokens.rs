@@ -136,8 +136,8 @@ pub enum TokenSetupError {
     /// The lifetime is zero or above 15 minutes.
     #[error("the access token lifetime must be 1 to {MAX_ACCESS_TOKEN_TTL_SECS} seconds")]
     Lifetime,
-    /// A verification key reuses the signing key's id for a different key.
-    #[error("verification key `{0}` has the signing key's id but a different key")]
+    /// Two different keys share one key id (the signing key's or another verification key's).
+    #[error("key id `{0}` names two different keys")]
     ConflictingKeyId(String),
 }
 
@@ -169,11 +169,14 @@ impl JwtAccessTokens {
         let current = VerificationKey::of(signing);
         let mut keys = vec![current.clone()];
         for key in previous {
-            if key.kid == current.kid && key != &current {
-                return Err(TokenSetupError::ConflictingKeyId(key.kid.to_string()));
-            }
-            if !keys.iter().any(|k| k.kid == key.kid) {
-                keys.push(key.clone());
+            // One id, one key: two different keys under one `kid` would make verification depend on
+            // which one happens to be looked up.
+            match keys.iter().find(|k| k.kid == key.kid) {
+                Some(existing) if existing != key => {
+                    return Err(TokenSetupError::ConflictingKeyId(key.kid.to_string()));
+                }
+                Some(_) => {}
+                None => keys.push(key.clone()),
             }
         }
         let public: Vec<PublicJwk> = keys
@@ -385,7 +388,14 @@ mod tests {
                 b64(&serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": tokens.kid})),
                 b64(&claims)
             );
-            assert!(tokens.verify(&forged).is_err(), "{alg}");
+            let rejection = tokens.verify(&forged).unwrap_err();
+            assert!(
+                matches!(
+                    rejection,
+                    TokenRejection::WrongAlgorithm | TokenRejection::Malformed
+                ),
+                "{alg}: {rejection:?}"
+            );
         }
     }
 
@@ -527,7 +537,15 @@ mod tests {
             "eyJhbGciOiJFZERTQSJ9.e30",
             &"x".repeat(10_000),
         ] {
-            assert!(tokens.verify(garbage).is_err(), "{garbage:?}");
+            let rejection = tokens.verify(garbage).unwrap_err();
+            // A header that decodes but says nothing else is refused for its missing `typ`.
+            assert!(
+                matches!(
+                    rejection,
+                    TokenRejection::Malformed | TokenRejection::WrongType
+                ),
+                "{garbage:?}: {rejection:?}"
+            );
         }
     }
 
@@ -560,6 +578,28 @@ mod tests {
         assert!(VerificationKey::parse_list("").unwrap().is_empty());
         assert!(VerificationKey::parse_list("k1:AAAA").is_err());
         assert!(VerificationKey::parse_list("nocolon").is_err());
+    }
+
+    #[test]
+    fn one_key_id_cannot_name_two_keys() {
+        let (current, a, b) = (signing_key(), signing_key(), signing_key());
+        let b_as_a =
+            JwtSigningKey::parse(a.kid().clone(), &generate_keys().unwrap().jwt_signing_key)
+                .unwrap();
+        let previous = [VerificationKey::of(&a), VerificationKey::of(&b_as_a)];
+        assert!(matches!(
+            JwtAccessTokens::new(&current, &previous, settings()),
+            Err(TokenSetupError::ConflictingKeyId(_))
+        ));
+        // The same key listed twice is harmless.
+        let twice = [VerificationKey::of(&b), VerificationKey::of(&b)];
+        assert_eq!(
+            JwtAccessTokens::new(&current, &twice, settings())
+                .unwrap()
+                .public_keys()
+                .len(),
+            2
+        );
     }
 
     #[test]
