@@ -3,6 +3,12 @@
 
 use std::fmt;
 
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::password::PasswordHash;
+
 /// Why a piece of user input was refused: a stable code and a human message, per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -210,6 +216,94 @@ impl Role {
             _ => None,
         }
     }
+}
+
+/// A user as the service knows it (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id.
+    pub id: Uuid,
+    /// Normalised email.
+    pub email: Email,
+    /// Display name.
+    pub display_name: DisplayName,
+    /// Role.
+    pub role: Role,
+    /// When the email was verified, if it was.
+    pub email_verified_at: Option<OffsetDateTime>,
+    /// Locked by an administrator (cannot sign in).
+    pub locked: bool,
+    /// When the account was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// What signing in needs to know about an account, looked up by email.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The account.
+    pub user_id: Uuid,
+    /// Its password hash; `None` for accounts without a password (OAuth only).
+    pub password_hash: Option<PasswordHash>,
+    /// Locked by an administrator.
+    pub locked: bool,
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Email (unique, case-insensitively).
+    pub email: Email,
+    /// Display name.
+    pub display_name: DisplayName,
+    /// Hash of the (policy-checked) password.
+    pub password_hash: PasswordHash,
+    /// Role; `User` except for `bulwark create-admin`.
+    pub role: Role,
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// An account with this email exists (the `users_email_key` constraint).
+    #[error("the email is taken")]
+    EmailTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] UserStoreError),
+}
+
+/// The user store failed; the source says why (for the log only).
+#[derive(Debug, thiserror::Error)]
+#[error("the user store is unavailable")]
+pub struct UserStoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Storage of users. Deleted accounts are invisible to every method.
+#[async_trait]
+pub trait UserRepository: Send + Sync + fmt::Debug {
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// [`CreateUserError::EmailTaken`] when the email is in use (whatever its case);
+    /// [`CreateUserError::Store`] otherwise.
+    async fn create(&self, new: NewUser) -> Result<User, CreateUserError>;
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn find(&self, id: Uuid) -> Result<Option<User>, UserStoreError>;
+
+    /// What signing in needs, by email (case-insensitively).
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn credentials(&self, email: &Email) -> Result<Option<Credentials>, UserStoreError>;
+
+    /// Replaces the password hash (a password change, a reset, or a rehash at login).
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn set_password_hash(&self, id: Uuid, hash: &PasswordHash) -> Result<(), UserStoreError>;
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+//! Users in PostgreSQL.
+
+use async_trait::async_trait;
+use bulwark_domain::password::PasswordHash;
+use bulwark_domain::user::{
+    CreateUserError, Credentials, DisplayName, Email, NewUser, Role, User, UserRepository,
+    UserStoreError,
+};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The PostgreSQL user repository.
+#[derive(Debug, Clone)]
+pub struct PgUserRepository {
+    pool: PgPool,
+}
+
+impl PgUserRepository {
+    /// A repository over the service's pool.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> UserStoreError {
+    UserStoreError(Box::new(error))
+}
+
+/// A stored row that no longer parses is a broken invariant (someone wrote around the domain
+/// types): an error for the log, never a half-valid `User`.
+#[derive(Debug, thiserror::Error)]
+#[error("users row {0} holds a value the domain refuses: {1}")]
+struct CorruptRow(Uuid, &'static str);
+
+fn to_user(
+    id: Uuid,
+    email: &str,
+    display_name: &str,
+    role: &str,
+    email_verified_at: Option<OffsetDateTime>,
+    locked: bool,
+    created_at: OffsetDateTime,
+) -> Result<User, UserStoreError> {
+    Ok(User {
+        id,
+        email: Email::parse(email).map_err(|_| store_error(CorruptRow(id, "email")))?,
+        display_name: DisplayName::parse(display_name)
+            .map_err(|_| store_error(CorruptRow(id, "display_name")))?,
+        role: Role::from_stored(role).ok_or_else(|| store_error(CorruptRow(id, "role")))?,
+        email_verified_at,
+        locked,
+        created_at,
+    })
+}
+
+#[async_trait]
+impl UserRepository for PgUserRepository {
+    #[tracing::instrument(name = "users.create", skip_all)]
+    async fn create(&self, new: NewUser) -> Result<User, CreateUserError> {
+        let row = sqlx::query!(
+            r#"
+            insert into users (email, display_name, password_hash, role)
+            values ($1, $2, $3, $4)
+            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            "#,
+            new.email.as_str(),
+            new.display_name.as_str(),
+            new.password_hash.as_str(),
+            new.role.as_str(),
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
+            Some("users_email_key") => CreateUserError::EmailTaken,
+            _ => CreateUserError::Store(store_error(e)),
+        })?;
+        Ok(to_user(
+            row.id,
+            &row.email,
+            &row.display_name,
+            &row.role,
+            row.email_verified_at,
+            row.locked,
+            row.created_at,
+        )?)
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<User>, UserStoreError> {
+        let row = sqlx::query!(
+            r#"
+            select id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            from users where id = $1 and deleted_at is null
+            "#,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|r| {
+            to_user(
+                r.id,
+                &r.email,
+                &r.display_name,
+                &r.role,
+                r.email_verified_at,
+                r.locked,
+                r.created_at,
+            )
+        })
+        .transpose()
+    }
+
+    async fn credentials(&self, email: &Email) -> Result<Option<Credentials>, UserStoreError> {
+        let row = sqlx::query!(
+            r#"
+            select id, password_hash, locked_at is not null as "locked!"
+            from users where lower(email) = lower($1) and deleted_at is null
+            "#,
+            email.as_str(),
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|r| Credentials {
+            user_id: r.id,
+            password_hash: r.password_hash.map(PasswordHash::from_stored),
+            locked: r.locked,
+        }))
+    }
+
+    #[tracing::instrument(name = "users.set_password_hash", skip_all, fields(%id))]
+    async fn set_password_hash(&self, id: Uuid, hash: &PasswordHash) -> Result<(), UserStoreError> {
+        sqlx::query!(
+            "update users set password_hash = $2, updated_at = now() where id = $1 and deleted_at is null",
+            id,
+            hash.as_str(),
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+}
