@@ -43,6 +43,22 @@ async fn session(store: &PgSessionStore, user_id: Uuid, first: RefreshTokenHash)
     store.create(new, SessionPolicy::default()).await.unwrap()
 }
 
+/// A session created with a zero idle timeout (expired from the start), whose first token is
+/// `token(1)`, and the policy that made it.
+async fn idle_expired_session(db: &TestDatabase, store: &PgSessionStore) -> (Uuid, SessionPolicy) {
+    let policy = SessionPolicy {
+        idle_timeout: Duration::ZERO,
+        ..SessionPolicy::default()
+    };
+    let new = NewSession {
+        user_id: user(db).await,
+        first_token: token(1),
+        ip: None,
+        user_agent: None,
+    };
+    (store.create(new, policy).await.unwrap(), policy)
+}
+
 #[tokio::test]
 async fn rotation_hands_out_the_next_token_and_the_old_one_is_dead() {
     let db = TestDatabase::migrated().await;
@@ -191,18 +207,7 @@ async fn unknown_tokens_are_rejected_without_touching_any_session() {
 async fn an_idle_session_expires() {
     let db = TestDatabase::migrated().await;
     let store = PgSessionStore::new(db.pool.clone());
-    let user_id = user(&db).await;
-    let policy = SessionPolicy {
-        idle_timeout: Duration::ZERO,
-        ..SessionPolicy::default()
-    };
-    let new = NewSession {
-        user_id,
-        first_token: token(1),
-        ip: None,
-        user_agent: None,
-    };
-    let session_id = store.create(new, policy).await.unwrap();
+    let (session_id, policy) = idle_expired_session(&db, &store).await;
 
     assert!(!store.is_live(session_id).await.unwrap());
     assert_eq!(
@@ -320,18 +325,7 @@ async fn revoke_all_can_keep_the_current_session() {
 async fn retrying_a_token_of_an_expired_session_is_not_reported_as_theft() {
     let db = TestDatabase::migrated().await;
     let store = PgSessionStore::new(db.pool.clone());
-    let user_id = user(&db).await;
-    let policy = SessionPolicy {
-        idle_timeout: Duration::ZERO,
-        ..SessionPolicy::default()
-    };
-    let new = NewSession {
-        user_id,
-        first_token: token(1),
-        ip: None,
-        user_agent: None,
-    };
-    let session_id = store.create(new, policy).await.unwrap();
+    let (session_id, policy) = idle_expired_session(&db, &store).await;
 
     assert_eq!(
         store.rotate(token(1), token(2), policy).await.unwrap(),
