@@ -19,10 +19,12 @@
 //!   the [`password::PasswordHasher`] port.
 //! - [`token`]: access-token claims and the [`token::AccessTokens`] port.
 //! - [`session`]: sessions, rotating refresh tokens and the [`session::SessionStore`] port.
+//! - [`sealing`]: the [`sealing::Sealer`] port for secrets kept at rest.
 
 pub mod audit;
 pub mod health;
 pub mod password;
+pub mod sealing;
 pub mod session;
 pub mod token;
 pub mod user;

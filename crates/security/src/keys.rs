@@ -235,6 +235,12 @@ impl DataKeyring {
         self.keys.iter().find(|k| &k.id == id)
     }
 
+    /// Every key, the active one first.
+    #[must_use]
+    pub fn keys(&self) -> &[DataKey] {
+        &self.keys
+    }
+
     /// How many keys the ring holds.
     #[must_use]
     pub fn len(&self) -> usize {

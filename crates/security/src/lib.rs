@@ -1,9 +1,9 @@
 //! # bulwark-security
 //!
-//! Cryptography behind the domain's ports. Today: parsing, checking and generating the service's key
-//! material ([`keys`]). The identity, MFA and API-key issues add argon2id password hashing, EdDSA
-//! access tokens with a JWKS, TOTP and envelope encryption here, each implementing a port of
-//! `bulwark-domain`.
+//! Cryptography behind the domain's ports: the service's key material ([`keys`]), argon2id password
+//! hashing ([`password`]), EdDSA access tokens and the JWKS ([`tokens`]), refresh tokens
+//! ([`refresh`]) and AES-256-GCM sealing of secrets at rest ([`sealing`]). TOTP and API-key hashing
+//! join them with the MFA issue.
 //!
 //! Rules this crate keeps:
 //! - One crypto backend, aws-lc-rs, for everything (two backends make rustls panic at start-up and
@@ -15,4 +15,5 @@
 pub mod keys;
 pub mod password;
 pub mod refresh;
+pub mod sealing;
 pub mod tokens;
