@@ -20,11 +20,13 @@
 //! - [`token`]: access-token claims and the [`token::AccessTokens`] port.
 //! - [`session`]: sessions, rotating refresh tokens and the [`session::SessionStore`] port.
 //! - [`sealing`]: the [`sealing::Sealer`] port for secrets kept at rest.
+//! - [`throttle`]: sign-in backoff and lockout per submitted email, and its store port.
 
 pub mod audit;
 pub mod health;
 pub mod password;
 pub mod sealing;
 pub mod session;
+pub mod throttle;
 pub mod token;
 pub mod user;

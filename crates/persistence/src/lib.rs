@@ -17,6 +17,7 @@ pub mod health;
 pub mod liveness;
 pub mod pool;
 pub mod session;
+pub mod throttle;
 pub mod user;
 
 /// The migrations in `migrations/`, embedded in the binary at compile time so that `bulwark migrate`

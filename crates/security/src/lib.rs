@@ -16,4 +16,5 @@ pub mod keys;
 pub mod password;
 pub mod refresh;
 pub mod sealing;
+pub mod throttle;
 pub mod tokens;
