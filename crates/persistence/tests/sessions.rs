@@ -43,6 +43,14 @@ async fn session(store: &PgSessionStore, user_id: Uuid, first: RefreshTokenHash)
     store.create(new, SessionPolicy::default()).await.unwrap()
 }
 
+/// Logs out with a refresh token.
+async fn logout(store: &PgSessionStore, refresh: RefreshTokenHash) -> Option<(Uuid, Uuid)> {
+    store
+        .revoke_by_token(refresh, RevocationReason::Logout)
+        .await
+        .unwrap()
+}
+
 /// A session created with a zero idle timeout (expired from the start), whose first token is
 /// `token(1)`, and the policy that made it.
 async fn idle_expired_session(db: &TestDatabase, store: &PgSessionStore) -> (Uuid, SessionPolicy) {
@@ -358,34 +366,10 @@ async fn logout_by_refresh_token_ends_that_session_only() {
         .unwrap();
 
     // A rotated (used) token cannot log out; the current one can, once.
-    assert_eq!(
-        store
-            .revoke_by_token(token(1), RevocationReason::Logout)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .revoke_by_token(token(3), RevocationReason::Logout)
-            .await
-            .unwrap(),
-        Some((phone, user_id))
-    );
-    assert_eq!(
-        store
-            .revoke_by_token(token(3), RevocationReason::Logout)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .revoke_by_token(token(99), RevocationReason::Logout)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(logout(&store, token(1)).await, None);
+    assert_eq!(logout(&store, token(3)).await, Some((phone, user_id)));
+    assert_eq!(logout(&store, token(3)).await, None);
+    assert_eq!(logout(&store, token(99)).await, None);
 
     assert!(!store.is_live(phone).await.unwrap());
     assert!(store.is_live(laptop).await.unwrap());

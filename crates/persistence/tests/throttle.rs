@@ -12,6 +12,14 @@ fn key(n: u8) -> ThrottleKey {
     ThrottleKey([n; 32])
 }
 
+/// One failed sign-in for `key(1)` under the default policy; the block it caused, if any.
+async fn fail(throttle: &PgLoginThrottle) -> Option<Duration> {
+    throttle
+        .record_failure(key(1), ThrottlePolicy::default())
+        .await
+        .unwrap()
+}
+
 async fn failures(db: &TestDatabase, key: ThrottleKey) -> i32 {
     sqlx::query_scalar("select failures from login_throttle where key_hash = $1")
         .bind(&key.0[..])
@@ -84,22 +92,13 @@ async fn a_successful_sign_in_clears_the_count() {
     let db = TestDatabase::migrated().await;
     let throttle = PgLoginThrottle::new(db.pool.clone());
     for _ in 0..5 {
-        throttle
-            .record_failure(key(1), ThrottlePolicy::default())
-            .await
-            .unwrap();
+        fail(&throttle).await;
     }
 
     throttle.clear(key(1)).await.unwrap();
 
     assert_eq!(throttle.blocked_for(key(1)).await.unwrap(), None);
-    assert_eq!(
-        throttle
-            .record_failure(key(1), ThrottlePolicy::default())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(fail(&throttle).await, None);
     assert_eq!(failures(&db, key(1)).await, 1);
 }
 
@@ -108,23 +107,14 @@ async fn failures_outside_the_window_stop_counting() {
     let db = TestDatabase::migrated().await;
     let throttle = PgLoginThrottle::new(db.pool.clone());
     for _ in 0..5 {
-        throttle
-            .record_failure(key(1), ThrottlePolicy::default())
-            .await
-            .unwrap();
+        fail(&throttle).await;
     }
     sqlx::query("update login_throttle set last_failure_at = now() - interval '2 hours', blocked_until = null")
         .execute(&db.pool)
         .await
         .unwrap();
 
-    assert_eq!(
-        throttle
-            .record_failure(key(1), ThrottlePolicy::default())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(fail(&throttle).await, None);
     assert_eq!(failures(&db, key(1)).await, 1);
 }
 
