@@ -6,11 +6,15 @@ use std::time::Duration;
 use actix_web::web;
 use bulwark_app::config::{Config, Env};
 use bulwark_app::startup::{Application, TestRoutes};
+use bulwark_persistence::PgPool;
+use bulwark_persistence::outbox::PgOutbox;
+use bulwark_security::sealing::KeyringSealer;
 use bulwark_testkit::TestDatabase;
 use bulwark_web::problem::ProblemError;
 use reqwest::{Method, Response};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// The contract's security headers and their exact values (HSTS is checked separately: it depends
 /// on TLS).
@@ -30,7 +34,28 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// A pool on the app's database, for reading what the API does not show (the outbox, audit
+    /// rows).
+    pub pool: PgPool,
+    /// The outbox, opened with the app's own keyring (tests read mails from it).
+    pub outbox: PgOutbox,
+    /// The app's signing key (PKCS#8 DER), its id and its public key: for forging tokens the app
+    /// must refuse.
+    pub signing_pkcs8: Vec<u8>,
+    pub signing_kid: String,
+    pub public_key: Vec<u8>,
     pub db: TestDatabase,
+}
+
+/// The password every test account uses (it passes the default policy).
+pub const PASSWORD: &str = "Correct-Horse-Battery-9-Staple";
+
+/// A registered, signed-in account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
 }
 
 /// A configuration that passes every check: fresh keys, `APP_ENV=test`, port 0, one worker.
@@ -90,9 +115,16 @@ impl TestApp {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
+        let pool = db.pool.clone();
+        let sealer = KeyringSealer::new(&config.keys.data_encryption).unwrap();
         Self {
             address,
             client,
+            outbox: PgOutbox::new(pool.clone(), Arc::new(sealer)),
+            pool,
+            signing_pkcs8: config.keys.jwt_signing.pkcs8_der().expose_secret().to_vec(),
+            signing_kid: config.keys.jwt_signing.kid().as_str().to_owned(),
+            public_key: config.keys.jwt_signing.public_key().to_vec(),
             db,
         }
     }
@@ -153,6 +185,199 @@ impl TestApp {
 
     pub async fn get_jwks(&self) -> Response {
         self.get("/.well-known/jwks.json").await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A request with `Authorization: Bearer <token>`.
+    pub async fn authed(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn register(&self, email: &str, password: &str, display_name: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": password, "display_name": display_name}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/logout",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    pub async fn logout_all(&self, access_token: &str) -> Response {
+        self.authed(Method::POST, "/api/v1/auth/logout-all", access_token, None)
+            .await
+    }
+
+    pub async fn list_sessions(&self, access_token: &str) -> Response {
+        self.authed(Method::GET, "/api/v1/auth/sessions", access_token, None)
+            .await
+    }
+
+    pub async fn revoke_session(&self, access_token: &str, id: &str) -> Response {
+        self.authed(
+            Method::DELETE,
+            &format!("/api/v1/auth/sessions/{id}"),
+            access_token,
+            None,
+        )
+        .await
+    }
+
+    pub async fn forgot_password(&self, email: &str) -> Response {
+        self.post_json("/api/v1/auth/password/forgot", &json!({"email": email}))
+            .await
+    }
+
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/password/reset",
+            &json!({"token": token, "new_password": new_password}),
+        )
+        .await
+    }
+
+    pub async fn verify_email(&self, token: &str) -> Response {
+        self.post_json("/api/v1/auth/email/verify", &json!({"token": token}))
+            .await
+    }
+
+    pub async fn get_me(&self, access_token: &str) -> Response {
+        self.authed(Method::GET, "/api/v1/users/me", access_token, None)
+            .await
+    }
+
+    pub async fn patch_me(&self, access_token: &str, body: &Value) -> Response {
+        self.authed(Method::PATCH, "/api/v1/users/me", access_token, Some(body))
+            .await
+    }
+
+    pub async fn change_password(&self, access_token: &str, current: &str, new: &str) -> Response {
+        self.authed(
+            Method::POST,
+            "/api/v1/users/me/password",
+            access_token,
+            Some(&json!({"current_password": current, "new_password": new})),
+        )
+        .await
+    }
+
+    pub async fn delete_me(&self, access_token: &str, password: &str) -> Response {
+        self.authed(
+            Method::DELETE,
+            "/api/v1/users/me",
+            access_token,
+            Some(&json!({"password": password})),
+        )
+        .await
+    }
+
+    /// Registers `email` with [`PASSWORD`] and signs in.
+    pub async fn signed_up(&self, email: &str) -> Account {
+        let registered = self.register(email, PASSWORD, "Test Person").await;
+        assert_eq!(
+            registered.status(),
+            201,
+            "{}",
+            registered.text().await.unwrap()
+        );
+        self.signed_in(email, PASSWORD).await
+    }
+
+    /// Signs in (expects success).
+    pub async fn signed_in(&self, email: &str, password: &str) -> Account {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let pair: Value = response.json().await.unwrap();
+        let access_token = pair["access_token"].as_str().unwrap().to_owned();
+        let me: Value = self.get_me(&access_token).await.json().await.unwrap();
+        Account {
+            user_id: me["id"].as_str().unwrap().to_owned(),
+            access_token,
+            refresh_token: pair["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The token in the newest mail of `template` to `email`, waiting up to 5 s for it (some mails
+    /// are queued after the response).
+    pub async fn mailed_token(&self, email: &str, template: &str) -> String {
+        for _ in 0..100 {
+            if let Some(mail) = self.outbox.latest_for(email, template).await.unwrap() {
+                return mail
+                    .token
+                    .as_ref()
+                    .expect("the mail carries a token")
+                    .expose_secret()
+                    .to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {template} mail to {email}");
+    }
+
+    /// How many mails of `template` went to `email`.
+    pub async fn mail_count(&self, email: &str, template: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from mail_outbox where lower(recipient) = lower($1) and template = $2",
+        )
+        .bind(email)
+        .bind(template)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Audit rows of one type, oldest first, as JSON objects.
+    pub async fn audit_events(&self, event_type: &str) -> Vec<Value> {
+        sqlx::query_scalar::<_, Value>(
+            "select to_jsonb(a) from audit_events a where event_type = $1 order by id",
+        )
+        .bind(event_type)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
     }
 
     // --- Probe routes (test-only; see `probe_routes`) -----------------------------------------

@@ -11,6 +11,7 @@
     missing_debug_implementations
 )]
 
+mod account;
 mod architecture;
 mod compose;
 mod cors;
@@ -21,5 +22,9 @@ mod health;
 mod helpers;
 mod jwks;
 mod logging;
+mod login;
 mod openapi;
+mod registration;
+mod sessions;
 mod timeouts;
+mod tokens;

@@ -19,12 +19,19 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bulwark_domain::account::MAX_RESET_TOKEN_TTL;
+use bulwark_domain::password::{PasswordPolicy, PolicyStyle};
+use bulwark_domain::session::SessionPolicy;
+use bulwark_domain::throttle::ThrottlePolicy;
 use bulwark_domain::token::MAX_ACCESS_TOKEN_TTL_SECS;
 use bulwark_persistence::{DatabaseSettings, PgConnectOptions};
 use bulwark_security::keys::{DataKeyring, JwtSigningKey, KeyId};
+use bulwark_security::password::{
+    Argon2Settings, MIN_ITERATIONS, MIN_MEMORY_KIB, MIN_PEPPER_BYTES,
+};
 use bulwark_security::tokens::{TokenSettings, VerificationKey};
 use bulwark_web::cors::CorsPolicy;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 /// The log filter when `RUST_LOG` is unset.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,actix_http::h1::dispatcher=off";
@@ -33,11 +40,12 @@ pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,actix_http::h1::dispatcher=
 const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
 
 /// Variables that may be given through a file named by `<NAME>_FILE`.
-const FILE_CAPABLE: [&str; 4] = [
+const FILE_CAPABLE: [&str; 5] = [
     "DATABASE_URL",
     "JWT_SIGNING_KEY",
     "JWT_SIGNING_KEY_ID",
     "DATA_ENCRYPTION_KEYS",
+    "PASSWORD_PEPPER",
 ];
 
 /// Where the service runs.
@@ -87,10 +95,48 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Key material.
     pub keys: Keys,
+    /// Passwords, sessions, throttling and account mails.
+    pub identity: IdentitySettings,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// Passwords, sessions, throttling and account mails.
+pub struct IdentitySettings {
+    /// argon2id cost (at least the OWASP minimum).
+    pub argon2: Argon2Settings,
+    /// The optional pepper (argon2's secret input), at least 32 bytes.
+    pub pepper: Option<SecretSlice<u8>>,
+    /// Most password hashes computed at once.
+    pub hash_concurrency: usize,
+    /// Longest wait for a hashing slot before answering 503.
+    pub hash_queue_wait: Duration,
+    /// The password policy.
+    pub password: PasswordPolicy,
+    /// Session lifetimes.
+    pub sessions: SessionPolicy,
+    /// Sign-in throttle per submitted email.
+    pub account_throttle: ThrottlePolicy,
+    /// Reset-token lifetime (at most 30 minutes).
+    pub reset_token_ttl: Duration,
+    /// Verification-token lifetime.
+    pub verification_token_ttl: Duration,
+    /// Most mails of one kind to one address per hour.
+    pub mails_per_hour: u32,
+}
+
+impl fmt::Debug for IdentitySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentitySettings")
+            .field("argon2", &self.argon2)
+            .field("pepper", &self.pepper.as_ref().map(|_| "[REDACTED]"))
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("password", &self.password)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
 }
 
 /// HTTP server settings.
@@ -427,6 +473,8 @@ impl Config {
                 .ok()
         });
 
+        let identity = identity_settings(&mut r);
+
         // HTTP.
         let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
             raw.parse()
@@ -500,13 +548,22 @@ impl Config {
             }
         }
 
-        let (Some(connect), Some(database_url), Some(jwt_signing), Some(data_encryption), true) = (
+        let (
+            Some(connect),
+            Some(database_url),
+            Some(jwt_signing),
+            Some(data_encryption),
+            Some(identity),
+            true,
+        ) = (
             connect,
             database_url,
             jwt_signing,
             data_encryption,
+            identity,
             r.problems.is_empty(),
-        ) else {
+        )
+        else {
             return Err(r.problems);
         };
         // The casts below are lossless: each number was range-checked above.
@@ -539,6 +596,7 @@ impl Config {
                 jwt_verification,
                 data_encryption,
             },
+            identity,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -548,6 +606,137 @@ impl Config {
             log: LogSettings { format, filter },
         })
     }
+}
+
+/// Reads the identity settings; `None` when one of them is wrong (the problem is recorded).
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn identity_settings(r: &mut Reader<'_>) -> Option<IdentitySettings> {
+    const DAY: u64 = 24 * 60 * 60;
+    let before = r.problems.len();
+    let argon2 = Argon2Settings {
+        memory_kib: r.number(
+            "ARGON2_MEMORY_KIB",
+            u64::from(MIN_MEMORY_KIB),
+            u64::from(MIN_MEMORY_KIB)..=4 * 1024 * 1024,
+        ) as u32,
+        iterations: r.number(
+            "ARGON2_ITERATIONS",
+            u64::from(MIN_ITERATIONS),
+            u64::from(MIN_ITERATIONS)..=20,
+        ) as u32,
+        parallelism: r.number("ARGON2_PARALLELISM", 1, 1..=16) as u32,
+    };
+    // Optional; when set, it must be strong (and it is a secret: placeholders are refused).
+    let pepper = match r.env.get("PASSWORD_PEPPER") {
+        None => None,
+        Some(raw) if is_placeholder("PASSWORD_PEPPER", raw) => {
+            r.fail(
+                "PASSWORD_PEPPER",
+                "is still a placeholder; remove it or set base64 of 32 random bytes",
+            );
+            None
+        }
+        Some(raw) => {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(raw) {
+                Ok(bytes) if bytes.len() >= MIN_PEPPER_BYTES => Some(SecretSlice::from(bytes)),
+                _ => {
+                    r.fail(
+                        "PASSWORD_PEPPER",
+                        &format!("must be base64 of at least {MIN_PEPPER_BYTES} random bytes"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+    let hash_concurrency = r.number("PASSWORD_HASH_CONCURRENCY", cpus, 1..=256) as usize;
+    let hash_queue_wait = r.number("PASSWORD_HASH_QUEUE_WAIT_MS", 2000, 10..=60_000);
+
+    let defaults = PasswordPolicy::default();
+    let style = r.parse("PASSWORD_POLICY", defaults.style, |raw| match raw {
+        "composition" => Ok(PolicyStyle::Composition),
+        "asvs" => Ok(PolicyStyle::Asvs),
+        _ => Err("must be `composition` or `asvs`".to_owned()),
+    });
+    let password = PasswordPolicy {
+        style,
+        min_chars: r.number("PASSWORD_MIN_LENGTH", defaults.min_chars as u64, 12..=64) as usize,
+        max_chars: r.number("PASSWORD_MAX_LENGTH", defaults.max_chars as u64, 64..=1024) as usize,
+        min_score: r.number("PASSWORD_MIN_SCORE", u64::from(defaults.min_score), 3..=4) as u8,
+    };
+
+    let session_defaults = SessionPolicy::default();
+    let idle = r.number(
+        "SESSION_IDLE_TIMEOUT_SECS",
+        session_defaults.idle_timeout.as_secs(),
+        300..=90 * DAY,
+    );
+    let absolute = r.number(
+        "SESSION_MAX_LIFETIME_SECS",
+        session_defaults.absolute_lifetime.as_secs(),
+        300..=365 * DAY,
+    );
+    if idle > absolute {
+        r.fail(
+            "SESSION_IDLE_TIMEOUT_SECS",
+            "must not exceed SESSION_MAX_LIFETIME_SECS",
+        );
+    }
+
+    let throttle_defaults = ThrottlePolicy::default();
+    let free_failures = r.number(
+        "LOGIN_FREE_FAILURES",
+        u64::from(throttle_defaults.free_failures),
+        0..=20,
+    ) as u32;
+    let lock_after = r.number(
+        "LOGIN_LOCK_AFTER",
+        u64::from(throttle_defaults.lock_after),
+        3..=100,
+    ) as u32;
+    let lock_secs = r.number(
+        "LOGIN_LOCK_SECS",
+        throttle_defaults.lock_duration.as_secs(),
+        60..=DAY,
+    );
+    if free_failures >= lock_after {
+        r.fail(
+            "LOGIN_FREE_FAILURES",
+            "must be smaller than LOGIN_LOCK_AFTER",
+        );
+    }
+
+    let reset_ttl = r.number(
+        "PASSWORD_RESET_TOKEN_TTL_SECS",
+        MAX_RESET_TOKEN_TTL.as_secs(),
+        60..=MAX_RESET_TOKEN_TTL.as_secs(),
+    );
+    let verification_ttl = r.number("EMAIL_VERIFICATION_TOKEN_TTL_SECS", DAY, 600..=7 * DAY);
+    let mails_per_hour = r.number("ACCOUNT_MAILS_PER_HOUR", 3, 1..=20) as u32;
+
+    (r.problems.len() == before).then(|| IdentitySettings {
+        argon2,
+        pepper,
+        hash_concurrency,
+        hash_queue_wait: Duration::from_millis(hash_queue_wait),
+        password,
+        sessions: SessionPolicy {
+            idle_timeout: Duration::from_secs(idle),
+            absolute_lifetime: Duration::from_secs(absolute),
+        },
+        account_throttle: ThrottlePolicy {
+            free_failures,
+            lock_after,
+            lock_duration: Duration::from_secs(lock_secs),
+            ..throttle_defaults
+        },
+        reset_token_ttl: Duration::from_secs(reset_ttl),
+        verification_token_ttl: Duration::from_secs(verification_ttl),
+        mails_per_hour,
+    })
 }
 
 /// `iss`/`aud` values: 1..=128 printable ASCII characters without spaces (a URL or a name).

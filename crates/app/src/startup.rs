@@ -10,9 +10,22 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
+use bulwark_domain::account::{AccountPorts, AccountRules, AccountService};
+use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::health::DependencyProbe;
 use bulwark_persistence::PgPool;
+use bulwark_persistence::audit::PgAuditLog;
 use bulwark_persistence::health::PgProbe;
+use bulwark_persistence::liveness::{self, CachedLiveness};
+use bulwark_persistence::one_time::PgOneTimeTokenStore;
+use bulwark_persistence::outbox::PgOutbox;
+use bulwark_persistence::session::PgSessionStore;
+use bulwark_persistence::throttle::PgLoginThrottle;
+use bulwark_persistence::user::PgUserRepository;
+use bulwark_security::opaque::PrefixedTokens;
+use bulwark_security::password::Argon2Hasher;
+use bulwark_security::sealing::KeyringSealer;
+use bulwark_security::throttle::Sha256ThrottleKeys;
 use bulwark_security::tokens::JwtAccessTokens;
 use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
 use bulwark_web::middleware::{self, SecurityHeaders};
@@ -52,6 +65,12 @@ pub enum StartupError {
     /// The OpenAPI document could not be rendered (a bug in a schema).
     #[error("cannot render the OpenAPI document")]
     OpenApi(#[source] serde_json::Error),
+    /// The password hasher could not be built.
+    #[error("cannot set up password hashing")]
+    Hasher(#[source] bulwark_security::password::HasherSetupError),
+    /// The data-encryption keyring cannot seal.
+    #[error("cannot set up data encryption")]
+    Sealer(#[source] bulwark_domain::sealing::SealError),
 }
 
 /// Everything the workers share, built once.
@@ -63,6 +82,9 @@ pub struct AppState {
     document: web::Data<OpenApiDocument>,
     routes: web::Data<RouteTable>,
     jwks: web::Data<JwkSet>,
+    auth: web::Data<AuthService>,
+    accounts: web::Data<AccountService>,
+    liveness: CachedLiveness,
     test_routes: Option<TestRoutes>,
 }
 
@@ -91,7 +113,7 @@ impl AppState {
                 .map_err(StartupError::OpenApi)?
                 .into(),
         );
-        let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool))];
+        let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool.clone()))];
         let tokens = JwtAccessTokens::new(
             &config.keys.jwt_signing,
             &config.keys.jwt_verification,
@@ -105,6 +127,70 @@ impl AppState {
                 .map(|k| Jwk::ed25519(k.kid.clone(), k.x.clone()))
                 .collect(),
         };
+
+        // The adapters behind the domain's ports, each built once and shared by every worker.
+        let identity = &config.identity;
+        let hasher = Arc::new(
+            Argon2Hasher::new(
+                identity.argon2,
+                identity.pepper.clone(),
+                identity.hash_concurrency,
+                identity.hash_queue_wait,
+            )
+            .map_err(StartupError::Hasher)?,
+        );
+        let sealer = Arc::new(
+            KeyringSealer::new(&config.keys.data_encryption).map_err(StartupError::Sealer)?,
+        );
+        let liveness = CachedLiveness::new(pool.clone(), liveness::DEFAULT_TTL);
+        let outbox = PgOutbox::new(pool.clone(), sealer);
+        let users = Arc::new(PgUserRepository::new(pool.clone()));
+        let sessions = Arc::new(PgSessionStore::new(pool.clone()));
+        let throttle = Arc::new(PgLoginThrottle::new(pool.clone()));
+        let audit = Arc::new(PgAuditLog::new(pool.clone()));
+        let opaque_tokens = Arc::new(PrefixedTokens);
+        let throttle_keys = Arc::new(Sha256ThrottleKeys);
+        let auth = AuthService::new(
+            AuthPorts {
+                users: users.clone(),
+                hasher: hasher.clone(),
+                sessions: sessions.clone(),
+                liveness: Arc::new(liveness.clone()),
+                access_tokens: Arc::new(tokens),
+                opaque_tokens: opaque_tokens.clone(),
+                throttle: throttle.clone(),
+                throttle_keys: throttle_keys.clone(),
+                audit: audit.clone(),
+            },
+            AuthRules {
+                password: identity.password,
+                sessions: identity.sessions,
+                account_throttle: identity.account_throttle,
+                ..AuthRules::default()
+            },
+        );
+        let accounts = AccountService::new(
+            AccountPorts {
+                users,
+                hasher,
+                sessions,
+                liveness: Arc::new(liveness.clone()),
+                opaque_tokens,
+                one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool)),
+                mailer: Arc::new(outbox.clone()),
+                throttle,
+                throttle_keys,
+                audit,
+            },
+            AccountRules {
+                password: identity.password,
+                throttle: identity.account_throttle,
+                reset_token_ttl: identity.reset_token_ttl,
+                verification_token_ttl: identity.verification_token_ttl,
+                mails_per_window: identity.mails_per_hour,
+                mail_window: std::time::Duration::from_secs(60 * 60),
+            },
+        );
         Ok(Self {
             headers: SecurityHeaders {
                 hsts: http.behind_tls_proxy,
@@ -114,6 +200,9 @@ impl AppState {
             document: web::Data::new(document),
             routes: web::Data::new(bulwark_transport_rest::route_table(&doc)),
             jwks: web::Data::new(jwks),
+            auth: web::Data::new(auth),
+            accounts: web::Data::new(accounts),
+            liveness,
             http,
             test_routes,
         })
@@ -144,6 +233,8 @@ pub fn app(
         .app_data(state.document.clone())
         .app_data(state.routes.clone())
         .app_data(state.jwks.clone())
+        .app_data(state.auth.clone())
+        .app_data(state.accounts.clone())
         .configure(bulwark_transport_rest::routes)
         .split_for_parts();
     let app = match state.test_routes {
@@ -174,6 +265,7 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: PgPool,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -200,6 +292,9 @@ impl Application {
                 .map_err(StartupError::Migrate)?;
         }
         let state = AppState::new(config, pool.clone(), test_routes)?;
+        // Revocations made by other instances reach this one's liveness cache through
+        // LISTEN/NOTIFY; until the listener is connected, every check goes to the database.
+        let listener_task = state.liveness.spawn_listener(pool.clone());
 
         let address = format!("{}:{}", config.http.host, config.http.port);
         let bind_error = |source| StartupError::Bind {
@@ -218,7 +313,12 @@ impl Application {
             .listen(listener)
             .map_err(bind_error)?
             .run();
-        Ok(Self { port, server, pool })
+        Ok(Self {
+            port,
+            server,
+            pool,
+            background: vec![listener_task],
+        })
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -234,6 +334,9 @@ impl Application {
     /// An IO error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        for task in &self.background {
+            task.abort();
+        }
         self.pool.close().await;
         result
     }

@@ -208,6 +208,13 @@ impl NewAuditEvent {
         self
     }
 
+    /// Sets what the event is about: a kind (`user`, `session`) and an id.
+    #[must_use]
+    pub fn with_subject(mut self, kind: &str, id: Uuid) -> Self {
+        self.subject = Some((kind.to_owned(), id));
+        self
+    }
+
     /// Sets where the request came from; the user agent is cut to [`MAX_USER_AGENT_CHARS`].
     #[must_use]
     pub fn with_origin(mut self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Self {

@@ -20,10 +20,26 @@
 //! - [`token`]: access-token claims and the [`token::AccessTokens`] port.
 //! - [`session`]: sessions, rotating refresh tokens and the [`session::SessionStore`] port.
 //! - [`sealing`]: the [`sealing::Sealer`] port for secrets kept at rest.
-//! - [`throttle`]: sign-in backoff and lockout per submitted email, and its store port.
+//! - [`throttle`]: sign-in backoff and lockout per submitted email and per address, and its ports.
+//! - [`opaque`]: refresh, verification and reset tokens (minted in `bulwark-security`, stored as
+//!   digests) and the one-time token store.
+//! - [`mail`]: what the service mails, and the [`mail::Mailer`] port (an outbox in PostgreSQL).
+//! - [`context`]: [`context::Origin`] and [`context::Actor`], the explicit request context.
+//! - [`error`]: [`error::Unexpected`], the failure the client did not cause.
+//!
+//! The use cases, in the order to read them:
+//! - [`auth::AuthService`]: login, refresh, logout, sessions, and bearer token → actor.
+//! - [`account::AccountService`]: registration, profile, password change and reset, email
+//!   verification, deletion.
 
+pub mod account;
 pub mod audit;
+pub mod auth;
+pub mod context;
+pub mod error;
 pub mod health;
+pub mod mail;
+pub mod opaque;
 pub mod password;
 pub mod sealing;
 pub mod session;

@@ -66,19 +66,29 @@ impl Password {
     }
 }
 
+impl Password {
+    /// A password that has just verified against its stored hash, to be hashed again with the
+    /// current parameters. It skips the policy on purpose: a policy that tightened since the
+    /// password was chosen is enforced at the next password change, not by locking the user out.
+    pub(crate) fn verified(candidate: &SecretString) -> Self {
+        Self(normalize(candidate))
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password([REDACTED])")
     }
 }
 
-/// Context-specific words a password may not contain: the user's own identifiers.
-#[derive(Debug, Clone, Copy)]
+/// Context-specific words a password may not contain: the user's own identifiers. Either may be
+/// missing (a registration whose email did not parse is still told every password rule it broke).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PasswordContext<'a> {
     /// The account's email.
-    pub email: &'a Email,
+    pub email: Option<&'a Email>,
     /// The account's display name.
-    pub display_name: &'a DisplayName,
+    pub display_name: Option<&'a DisplayName>,
 }
 
 /// A composition rule: its code, what it asks for, and the character test.
@@ -155,15 +165,21 @@ impl PasswordPolicy {
         }
 
         let lowered = text.to_lowercase();
-        let local = context.email.local_part().to_lowercase();
-        if local.chars().count() >= MIN_CONTEXT_LEN && lowered.contains(&local) {
+        let local = context.email.map(|e| e.local_part().to_lowercase());
+        if let Some(local) = &local
+            && local.chars().count() >= MIN_CONTEXT_LEN
+            && lowered.contains(local.as_str())
+        {
             violations.push(violation(
                 "contains_email",
                 "A password cannot contain your email address.",
             ));
         }
-        let name = context.display_name.as_str().to_lowercase();
-        if name.chars().count() >= MIN_CONTEXT_LEN && lowered.contains(&name) {
+        let name = context.display_name.map(|d| d.as_str().to_lowercase());
+        if let Some(name) = &name
+            && name.chars().count() >= MIN_CONTEXT_LEN
+            && lowered.contains(name.as_str())
+        {
             violations.push(violation(
                 "contains_display_name",
                 "A password cannot contain your display name.",
@@ -171,14 +187,15 @@ impl PasswordPolicy {
         }
 
         if !text.is_empty() {
-            let entropy = zxcvbn::zxcvbn(
-                text,
-                &[
-                    context.email.as_str(),
-                    context.email.local_part(),
-                    context.display_name.as_str(),
-                ],
-            );
+            let user_inputs: Vec<&str> = [
+                context.email.map(Email::as_str),
+                context.email.map(Email::local_part),
+                context.display_name.map(DisplayName::as_str),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let entropy = zxcvbn::zxcvbn(text, &user_inputs);
             if is_common(&entropy, text) {
                 violations.push(violation(
                     "common_password",
@@ -293,6 +310,12 @@ pub trait PasswordHasher: Send + Sync + fmt::Debug {
 #[error("password hashing failed")]
 pub struct HashError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
+/// The hasher's queue is full: more hashes are waiting than it lets wait (a sign-in flood). The
+/// request gets 503 with `Retry-After` instead of queueing without bound.
+#[derive(Debug, thiserror::Error)]
+#[error("too many passwords are being hashed; try again shortly")]
+pub struct Saturated;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,8 +330,8 @@ mod tests {
     fn codes(policy: &PasswordPolicy, password: &str) -> Vec<&'static str> {
         let (email, name) = context();
         let context = PasswordContext {
-            email: &email,
-            display_name: &name,
+            email: Some(&email),
+            display_name: Some(&name),
         };
         match policy.check(SecretString::from(password), context) {
             Ok(_) => vec![],
@@ -407,8 +430,8 @@ mod tests {
         assert!(codes(&PasswordPolicy::default(), &decomposed).contains(&"too_short"));
         let (email, name) = context();
         let context = PasswordContext {
-            email: &email,
-            display_name: &name,
+            email: Some(&email),
+            display_name: Some(&name),
         };
         let composed = PasswordPolicy::default()
             .check(
@@ -436,8 +459,8 @@ mod tests {
             .check(
                 SecretString::from(padded.clone()),
                 PasswordContext {
-                    email: &email,
-                    display_name: &name,
+                    email: Some(&email),
+                    display_name: Some(&name),
                 },
             )
             .unwrap();

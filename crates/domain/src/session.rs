@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// How long sessions live.
@@ -206,6 +207,42 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         keep: Option<Uuid>,
         reason: RevocationReason,
     ) -> Result<Vec<Uuid>, SessionStoreError>;
+
+    /// The user's live sessions, most recently used first (at most `limit`).
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the store fails.
+    async fn list(&self, user_id: Uuid, limit: u32) -> Result<Vec<SessionInfo>, SessionStoreError>;
+}
+
+/// A live session as its owner sees it in `GET /auth/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session id (`sid`).
+    pub id: Uuid,
+    /// When it was created (the sign-in).
+    pub created_at: OffsetDateTime,
+    /// When its refresh token was last used.
+    pub last_used_at: OffsetDateTime,
+    /// Where it signed in from.
+    pub ip: Option<IpAddr>,
+    /// The user agent it signed in with.
+    pub user_agent: Option<String>,
+}
+
+/// The check every authenticated request makes: is the token's session still live? Implemented
+/// with a cache that the revoking instance clears at once and other instances clear on a database
+/// notification (`bulwark-persistence::liveness`).
+#[async_trait]
+pub trait SessionLiveness: Send + Sync + fmt::Debug {
+    /// Whether the session is live.
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when there is no fresh answer; the caller refuses the request.
+    async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError>;
+
+    /// Drops any cached answer for these sessions; called right after revoking them.
+    fn forget(&self, session_ids: &[Uuid]);
 }
 
 /// The session store failed; the source says why (for the log only).

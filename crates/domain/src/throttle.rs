@@ -6,6 +6,7 @@
 //! account costs nothing).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +42,21 @@ impl Default for ThrottlePolicy {
 }
 
 impl ThrottlePolicy {
+    /// The default policy per client address: lenient (many people can share one address behind a
+    /// NAT), but it stops one machine from walking through a list of accounts, each of which stays
+    /// below its own account throttle.
+    #[must_use]
+    pub fn per_address() -> Self {
+        Self {
+            free_failures: 20,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            lock_after: 100,
+            lock_duration: Duration::from_secs(15 * 60),
+            window: Duration::from_secs(60 * 60),
+        }
+    }
+
     /// How long to block after the `failures`-th failure in the window (zero: not blocked).
     #[must_use]
     pub fn delay_after(&self, failures: u32) -> Duration {
@@ -66,6 +82,16 @@ impl fmt::Debug for ThrottleKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ThrottleKey(..)")
     }
+}
+
+/// Derives throttle keys, so that neither submitted emails nor client addresses are stored in the
+/// clear (`bulwark-security` hashes them).
+pub trait ThrottleKeys: Send + Sync + fmt::Debug {
+    /// The key of a submitted email: trimmed and lower-cased first, any text accepted.
+    fn account(&self, submitted_email: &str) -> ThrottleKey;
+
+    /// The key of a client address.
+    fn address(&self, ip: IpAddr) -> ThrottleKey;
 }
 
 /// Storage of failure counts.

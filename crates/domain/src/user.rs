@@ -304,6 +304,43 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`UserStoreError`] when the store fails.
     async fn set_password_hash(&self, id: Uuid, hash: &PasswordHash) -> Result<(), UserStoreError>;
+
+    /// What re-authentication needs, by id (a password change, an account deletion).
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn credentials_by_id(&self, id: Uuid) -> Result<Option<Credentials>, UserStoreError>;
+
+    /// Sets the display name; `None` when there is no such (undeleted) user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn update_display_name(
+        &self,
+        id: Uuid,
+        display_name: &DisplayName,
+    ) -> Result<Option<User>, UserStoreError>;
+
+    /// Marks the email verified (idempotent). Returns false when there is no such user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn mark_email_verified(&self, id: Uuid) -> Result<bool, UserStoreError>;
+
+    /// Locks or unlocks the account. Returns false when there is no such user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn set_locked(&self, id: Uuid, locked: bool) -> Result<bool, UserStoreError>;
+
+    /// Deletes the account: the row stays (audit rows point at it) but its personal data is erased —
+    /// the email becomes a placeholder no one can sign in with (which frees the address), the
+    /// display name is replaced and the password hash removed. Returns false when there was no such
+    /// user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn delete_and_anonymise(&self, id: Uuid) -> Result<bool, UserStoreError>;
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! # bulwark-persistence
 //!
 //! The outbound database adapter: a PostgreSQL pool built with safe limits ([`pool`]), the embedded
-//! migrations ([`MIGRATOR`]), and repositories that implement the ports of `bulwark-domain`
-//! ([`audit::PgAuditLog`], [`health::PgProbe`]).
+//! migrations ([`MIGRATOR`]), and repositories that implement the ports of `bulwark-domain`:
+//! [`audit::PgAuditLog`], [`health::PgProbe`], [`user::PgUserRepository`],
+//! [`session::PgSessionStore`] with its cache [`liveness::CachedLiveness`],
+//! [`throttle::PgLoginThrottle`], [`one_time::PgOneTimeTokenStore`] (verification and reset
+//! tokens) and [`outbox::PgOutbox`] (mail, secrets sealed).
 //!
 //! Rules this crate keeps:
 //! - Only `sqlx::query!`/`query_as!` (checked against the schema at compile time, offline through
@@ -15,6 +18,8 @@
 pub mod audit;
 pub mod health;
 pub mod liveness;
+pub mod one_time;
+pub mod outbox;
 pub mod pool;
 pub mod session;
 pub mod throttle;

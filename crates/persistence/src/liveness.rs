@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bulwark_domain::session::{SessionStore, SessionStoreError};
+use async_trait::async_trait;
+use bulwark_domain::session::{SessionLiveness, SessionStore, SessionStoreError};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -167,6 +168,18 @@ impl CachedLiveness {
                 }
             }
         }
+    }
+}
+
+/// The port the request path uses; the inherent methods above are the implementation.
+#[async_trait]
+impl SessionLiveness for CachedLiveness {
+    async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError> {
+        CachedLiveness::is_live(self, session_id).await
+    }
+
+    fn forget(&self, session_ids: &[Uuid]) {
+        CachedLiveness::forget(self, session_ids);
     }
 }
 

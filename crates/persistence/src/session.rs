@@ -5,13 +5,14 @@
 //! the same token wait for the first; when it commits they re-check `used_at is null`, find it false,
 //! update nothing, and take the reuse path. Exactly one caller rotates.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_domain::audit::MAX_USER_AGENT_CHARS;
 use bulwark_domain::session::{
-    NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionPolicy, SessionStore,
-    SessionStoreError,
+    NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionInfo, SessionPolicy,
+    SessionStore, SessionStoreError,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -238,5 +239,36 @@ impl SessionStore for PgSessionStore {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)
+    }
+
+    async fn list(&self, user_id: Uuid, limit: u32) -> Result<Vec<SessionInfo>, SessionStoreError> {
+        // `ip` is read through `host()`: the text of an `inet` may carry a netmask (`/32`), the
+        // host part alone always parses as an `IpAddr` (and spares the build an IP-network crate,
+        // as when it is bound on insert).
+        let rows = sqlx::query!(
+            r#"
+            select id, created_at, last_used_at, host(ip) as ip, user_agent
+            from sessions
+            where user_id = $1 and revoked_at is null and expires_at > now() and idle_expires_at > now()
+            order by last_used_at desc, created_at desc, id
+            limit $2
+            "#,
+            user_id,
+            i64::from(limit),
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SessionInfo {
+                id: row.id,
+                created_at: row.created_at,
+                last_used_at: row.last_used_at,
+                // Only informational: should an address ever not parse, the session is still listed.
+                ip: row.ip.and_then(|ip| ip.parse::<IpAddr>().ok()),
+                user_agent: row.user_agent,
+            })
+            .collect())
     }
 }

@@ -142,4 +142,115 @@ impl UserRepository for PgUserRepository {
         .map_err(store_error)?;
         Ok(())
     }
+
+    async fn credentials_by_id(&self, id: Uuid) -> Result<Option<Credentials>, UserStoreError> {
+        let row = sqlx::query!(
+            r#"
+            select id, password_hash, locked_at is not null as "locked!"
+            from users where id = $1 and deleted_at is null
+            "#,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(|r| Credentials {
+            user_id: r.id,
+            password_hash: r.password_hash.map(PasswordHash::from_stored),
+            locked: r.locked,
+        }))
+    }
+
+    #[tracing::instrument(name = "users.update_display_name", skip_all, fields(%id))]
+    async fn update_display_name(
+        &self,
+        id: Uuid,
+        display_name: &DisplayName,
+    ) -> Result<Option<User>, UserStoreError> {
+        let row = sqlx::query!(
+            r#"
+            update users set display_name = $2, updated_at = now()
+            where id = $1 and deleted_at is null
+            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            "#,
+            id,
+            display_name.as_str(),
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|r| {
+            to_user(
+                r.id,
+                &r.email,
+                &r.display_name,
+                &r.role,
+                r.email_verified_at,
+                r.locked,
+                r.created_at,
+            )
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(name = "users.mark_email_verified", skip_all, fields(%id))]
+    async fn mark_email_verified(&self, id: Uuid) -> Result<bool, UserStoreError> {
+        // Idempotent: the first verification's time is kept.
+        let result = sqlx::query!(
+            r#"
+            update users
+            set email_verified_at = coalesce(email_verified_at, now()),
+                updated_at = case when email_verified_at is null then now() else updated_at end
+            where id = $1 and deleted_at is null
+            "#,
+            id,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "users.set_locked", skip_all, fields(%id, locked = locked))]
+    async fn set_locked(&self, id: Uuid, locked: bool) -> Result<bool, UserStoreError> {
+        // Locking a locked account keeps the time it was first locked.
+        let result = sqlx::query!(
+            r#"
+            update users
+            set locked_at = case when $2 then coalesce(locked_at, now()) end,
+                updated_at = now()
+            where id = $1 and deleted_at is null
+            "#,
+            id,
+            locked,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "users.delete_and_anonymise", skip_all, fields(%id))]
+    async fn delete_and_anonymise(&self, id: Uuid) -> Result<bool, UserStoreError> {
+        // The placeholder email is unique (it holds the id), fits users_email_length_check (60
+        // characters) and is under `.invalid`, a top-level domain that never resolves (RFC 2606):
+        // no mail can reach it, and the old address is free for a new account at once.
+        let result = sqlx::query!(
+            r#"
+            update users
+            set email = 'deleted-' || id::text || '@deleted.invalid',
+                display_name = 'Deleted user',
+                password_hash = null,
+                email_verified_at = null,
+                updated_at = now(),
+                deleted_at = now()
+            where id = $1 and deleted_at is null
+            "#,
+            id,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
 }

@@ -2,10 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulwark_domain::session::{
-    NewSession, RefreshTokenHash, RevocationReason, SessionPolicy, SessionStore,
+    NewSession, RefreshTokenHash, RevocationReason, SessionLiveness, SessionPolicy, SessionStore,
 };
 use bulwark_persistence::liveness::CachedLiveness;
 use bulwark_persistence::session::PgSessionStore;
@@ -194,4 +195,32 @@ async fn a_listener_reconnect_empties_the_cache_because_notifications_may_be_los
         "the cache survived a reconnect"
     );
     pool_b.close().await;
+}
+
+#[tokio::test]
+async fn the_liveness_port_answers_from_the_cache_and_forgets_on_request() {
+    let db = TestDatabase::migrated().await;
+    let (liveness, pool) = instance(&db).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (user_id, session_id) = live_session(&db, &store).await;
+    // Switch the notification off, so only `forget` through the port can clear the cache.
+    sqlx::query("alter table sessions disable trigger sessions_notify_revoked_on_update")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let port: Arc<dyn SessionLiveness> = Arc::new(liveness);
+    assert!(port.is_live(session_id).await.unwrap());
+
+    store
+        .revoke(user_id, session_id, RevocationReason::Logout)
+        .await
+        .unwrap();
+    assert!(
+        port.is_live(session_id).await.unwrap(),
+        "the cached answer stands until it is forgotten"
+    );
+    port.forget(&[session_id]);
+
+    assert!(!port.is_live(session_id).await.unwrap());
+    pool.close().await;
 }

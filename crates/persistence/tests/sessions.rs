@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bulwark_domain::session::{
@@ -373,4 +374,94 @@ async fn logout_by_refresh_token_ends_that_session_only() {
 
     assert!(!store.is_live(phone).await.unwrap());
     assert!(store.is_live(laptop).await.unwrap());
+}
+
+/// A session of `user_id` from `ip`, whose first token is random.
+async fn session_from(store: &PgSessionStore, user_id: Uuid, ip: Option<&str>) -> Uuid {
+    let new = NewSession {
+        user_id,
+        first_token: random_token(),
+        ip: ip.map(|ip| ip.parse().unwrap()),
+        user_agent: Some("Firefox".into()),
+    };
+    store.create(new, SessionPolicy::default()).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_session_list_shows_only_the_users_live_sessions() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (alice, bob) = (user(&db).await, user(&db).await);
+    let live = session_from(&store, alice, Some("198.51.100.4")).await;
+    let revoked = session_from(&store, alice, None).await;
+    let idle = session_from(&store, alice, None).await;
+    let old = session_from(&store, alice, None).await;
+    let bobs = session_from(&store, bob, None).await;
+    store
+        .revoke(alice, revoked, RevocationReason::Logout)
+        .await
+        .unwrap();
+    sqlx::query("update sessions set idle_expires_at = now() - interval '1 second' where id = $1")
+        .bind(idle)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("update sessions set created_at = now() - interval '31 days', expires_at = now() - interval '1 second', idle_expires_at = now() - interval '1 second' where id = $1")
+        .bind(old)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let listed = store.list(alice, 50).await.unwrap();
+
+    let ids: Vec<Uuid> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids,
+        [live],
+        "revoked, idle, expired and bob's are not listed"
+    );
+    assert!(!ids.contains(&bobs));
+    assert_eq!(
+        listed[0].ip,
+        Some("198.51.100.4".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(listed[0].user_agent.as_deref(), Some("Firefox"));
+    assert_eq!(store.list(bob, 50).await.unwrap().len(), 1);
+    assert!(store.list(Uuid::new_v4(), 50).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_session_list_is_most_recently_used_first_and_bounded() {
+    let db = TestDatabase::migrated().await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let alice = user(&db).await;
+    let older = session(&store, alice, token(1)).await;
+    let newer = session_from(&store, alice, Some("2001:db8::7")).await;
+    sqlx::query("update sessions set last_used_at = now() - interval '1 hour' where id = $1")
+        .bind(newer)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("update sessions set last_used_at = now() - interval '2 hours' where id = $1")
+        .bind(older)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // Refreshing the older session makes it the most recently used.
+    store
+        .rotate(token(1), token(2), SessionPolicy::default())
+        .await
+        .unwrap();
+    let listed = store.list(alice, 50).await.unwrap();
+
+    let ids: Vec<Uuid> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [older, newer]);
+    assert!(listed[0].last_used_at > listed[1].last_used_at);
+    assert_eq!(listed[1].ip, Some("2001:db8::7".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        store.list(alice, 1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
 }

@@ -134,3 +134,180 @@ async fn a_row_the_domain_would_refuse_is_an_error_not_a_user() {
 
     assert!(users.find(id).await.is_err());
 }
+
+#[tokio::test]
+async fn credentials_by_id_are_those_of_the_account_and_none_once_it_is_deleted() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let created = users.create(new_user("byid@example.com")).await.unwrap();
+
+    let credentials = users.credentials_by_id(created.id).await.unwrap().unwrap();
+
+    assert_eq!(credentials.user_id, created.id);
+    assert_eq!(
+        credentials.password_hash,
+        Some(new_user("byid@example.com").password_hash)
+    );
+    assert!(!credentials.locked);
+    assert!(
+        users
+            .credentials_by_id(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    users.delete_and_anonymise(created.id).await.unwrap();
+    assert!(users.credentials_by_id(created.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_new_display_name_is_stored_and_returned_and_marks_the_row_updated() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let created = users.create(new_user("name@example.com")).await.unwrap();
+    sqlx::query("update users set updated_at = now() - interval '1 day' where id = $1")
+        .bind(created.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    let updated = users
+        .update_display_name(created.id, &DisplayName::parse("Countess Ada").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(updated.display_name.as_str(), "Countess Ada");
+    assert_eq!(
+        (updated.id, &updated.email),
+        (created.id, &created.email),
+        "nothing else changed"
+    );
+    assert_eq!(users.find(created.id).await.unwrap(), Some(updated));
+    let recent: bool = sqlx::query_scalar(
+        "select updated_at > now() - interval '1 minute' from users where id = $1",
+    )
+    .bind(created.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(recent, "updated_at was bumped");
+    assert!(
+        users
+            .update_display_name(Uuid::new_v4(), &DisplayName::parse("X").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn verifying_an_email_twice_keeps_the_first_time() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let created = users.create(new_user("verify@example.com")).await.unwrap();
+
+    assert!(users.mark_email_verified(created.id).await.unwrap());
+    let first = users
+        .find(created.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .email_verified_at
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(users.mark_email_verified(created.id).await.unwrap());
+
+    let second = users
+        .find(created.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .email_verified_at;
+    assert_eq!(second, Some(first));
+    assert!(!users.mark_email_verified(Uuid::new_v4()).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_account_can_be_locked_and_unlocked() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let created = users.create(new_user("lock@example.com")).await.unwrap();
+
+    assert!(users.set_locked(created.id, true).await.unwrap());
+    let locked = users.credentials(&created.email).await.unwrap().unwrap();
+    assert!(locked.locked);
+    assert!(users.find(created.id).await.unwrap().unwrap().locked);
+
+    assert!(users.set_locked(created.id, false).await.unwrap());
+    assert!(
+        !users
+            .credentials(&created.email)
+            .await
+            .unwrap()
+            .unwrap()
+            .locked
+    );
+    assert!(!users.set_locked(Uuid::new_v4(), true).await.unwrap());
+}
+
+#[tokio::test]
+async fn deleting_an_account_erases_its_personal_data_and_frees_its_email() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let created = users.create(new_user("Leaving@example.com")).await.unwrap();
+    users.mark_email_verified(created.id).await.unwrap();
+
+    assert!(users.delete_and_anonymise(created.id).await.unwrap());
+
+    assert_eq!(users.find(created.id).await.unwrap(), None);
+    assert!(users.credentials(&created.email).await.unwrap().is_none());
+    assert!(users.credentials_by_id(created.id).await.unwrap().is_none());
+    let (email, display_name, hash, verified, deleted): (
+        String,
+        String,
+        Option<String>,
+        bool,
+        bool,
+    ) = sqlx::query_as(
+        "select email, display_name, password_hash, email_verified_at is not null, deleted_at is not null from users where id = $1",
+    )
+    .bind(created.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(email, format!("deleted-{}@deleted.invalid", created.id));
+    assert!(!email.to_lowercase().contains("leaving"));
+    assert_eq!(display_name, "Deleted user");
+    assert_eq!((hash, verified, deleted), (None, false, true));
+    // Nothing about a deleted account can be changed through the repository any more.
+    assert!(
+        users
+            .update_display_name(created.id, &DisplayName::parse("Back").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!users.mark_email_verified(created.id).await.unwrap());
+    assert!(!users.set_locked(created.id, true).await.unwrap());
+    assert!(
+        !users.delete_and_anonymise(created.id).await.unwrap(),
+        "already deleted"
+    );
+    // The address is free for a new account, in any case.
+    let again = users.create(new_user("leaving@example.com")).await.unwrap();
+    assert_ne!(again.id, created.id);
+}
+
+#[tokio::test]
+async fn deleting_one_account_leaves_the_others_alone() {
+    let db = TestDatabase::migrated().await;
+    let users = PgUserRepository::new(db.pool.clone());
+    let leaving = users.create(new_user("a@example.com")).await.unwrap();
+    let staying = users.create(new_user("b@example.com")).await.unwrap();
+
+    users.delete_and_anonymise(leaving.id).await.unwrap();
+
+    assert_eq!(users.find(staying.id).await.unwrap(), Some(staying));
+    assert!(!users.delete_and_anonymise(Uuid::new_v4()).await.unwrap());
+}

@@ -1,9 +1,11 @@
 //! # bulwark-security
 //!
 //! Cryptography behind the domain's ports: the service's key material ([`keys`]), argon2id password
-//! hashing ([`password`]), EdDSA access tokens and the JWKS ([`tokens`]), refresh tokens
-//! ([`refresh`]) and AES-256-GCM sealing of secrets at rest ([`sealing`]). TOTP and API-key hashing
-//! join them with the MFA issue.
+//! hashing with a bounded queue ([`password`]), EdDSA access tokens and the JWKS ([`tokens`]),
+//! prefixed opaque tokens — refresh, email verification, password reset — ([`opaque`], with
+//! [`refresh`] as the refresh tokens' own face of it), throttle keys for emails and client
+//! addresses ([`throttle`]) and AES-256-GCM sealing of secrets at rest ([`sealing`]). TOTP and
+//! API-key hashing join them with the MFA issue.
 //!
 //! Rules this crate keeps:
 //! - One crypto backend, aws-lc-rs, for everything (two backends make rustls panic at start-up and
@@ -13,6 +15,7 @@
 //! **Never imports** a transport (actix, async-graphql) or a database crate.
 
 pub mod keys;
+pub mod opaque;
 pub mod password;
 pub mod refresh;
 pub mod sealing;

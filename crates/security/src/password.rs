@@ -7,15 +7,21 @@
 //! - Hashing is CPU- and memory-heavy (≈ 14 ms and 19 MiB each here). It runs on tokio's blocking
 //!   pool, never on the async workers, and a semaphore bounds how many run at once: a login flood
 //!   queues for hashing instead of starving every other request of CPU and memory.
+//! - The queue itself is bounded in time: a hash that cannot start within `queue_wait` fails with
+//!   [`Saturated`] (the transports answer 503 with `Retry-After`). Without that bound a flood would
+//!   only move the pile-up from the CPU to memory and to every request's latency.
 //! - An unknown account is verified against a dummy hash made at start-up with the current
 //!   parameters, so "no such user" takes as long as "wrong password".
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::phc;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 use async_trait::async_trait;
-use bulwark_domain::password::{HashError, Password, PasswordHash, PasswordHasher, Verification};
+use bulwark_domain::password::{
+    HashError, Password, PasswordHash, PasswordHasher, Saturated, Verification,
+};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use tokio::sync::Semaphore;
 
@@ -57,6 +63,7 @@ struct Inner {
     params: Params,
     pepper: Option<SecretSlice<u8>>,
     permits: Arc<Semaphore>,
+    queue_wait: Duration,
     dummy: String,
 }
 
@@ -67,6 +74,7 @@ impl std::fmt::Debug for Argon2Hasher {
             .field("t", &self.inner.params.t_cost())
             .field("p", &self.inner.params.p_cost())
             .field("pepper", &self.inner.pepper.as_ref().map(|_| "[REDACTED]"))
+            .field("queue_wait", &self.inner.queue_wait)
             .finish_non_exhaustive()
     }
 }
@@ -89,8 +97,9 @@ pub enum HasherSetupError {
 }
 
 impl Argon2Hasher {
-    /// A hasher with these parameters, this optional pepper, and at most `max_concurrent` hashes
-    /// running at once. Computes the dummy hash (one hash's worth of time).
+    /// A hasher with these parameters, this optional pepper, at most `max_concurrent` hashes
+    /// running at once, and a hash waiting at most `queue_wait` for its turn before it fails with
+    /// [`Saturated`] (zero: never wait). Computes the dummy hash (one hash's worth of time).
     ///
     /// # Errors
     /// [`HasherSetupError`] for weak parameters, a short pepper or zero concurrency.
@@ -98,6 +107,7 @@ impl Argon2Hasher {
         settings: Argon2Settings,
         pepper: Option<SecretSlice<u8>>,
         max_concurrent: usize,
+        queue_wait: Duration,
     ) -> Result<Self, HasherSetupError> {
         if settings.memory_kib < MIN_MEMORY_KIB
             || settings.iterations < MIN_ITERATIONS
@@ -125,6 +135,7 @@ impl Argon2Hasher {
             params,
             pepper,
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            queue_wait,
             dummy: String::new(),
         };
         let dummy_password = crate::keys::random_hex(16)
@@ -137,17 +148,28 @@ impl Argon2Hasher {
         })
     }
 
-    /// Runs `work` on the blocking pool once a permit is free. The permit moves into the blocking
-    /// task: if the caller gives up (a request deadline, a client that disconnects), the hash still
-    /// running keeps its permit until it finishes, so the bound holds for work actually running.
+    /// Runs `work` on the blocking pool once a permit is free, or fails with [`Saturated`] when
+    /// none frees up within `queue_wait`. The permit moves into the blocking task: if the caller
+    /// gives up (a request deadline, a client that disconnects), the hash still running keeps its
+    /// permit until it finishes, so the bound holds for work actually running.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| HashError(Box::new(e)))?;
+        let permits = Arc::clone(&self.inner.permits);
+        // A free permit is taken at once, whatever `queue_wait` is (even zero).
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                tokio::time::timeout(self.inner.queue_wait, permits.acquire_owned())
+                    .await
+                    .map_err(|_elapsed| HashError(Box::new(Saturated)))?
+                    .map_err(|closed| HashError(Box::new(closed)))?
+            }
+            Err(closed @ tokio::sync::TryAcquireError::Closed) => {
+                return Err(HashError(Box::new(closed)));
+            }
+        };
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let result = work(&inner);
@@ -257,17 +279,23 @@ mod tests {
             .check(
                 SecretString::from(text),
                 PasswordContext {
-                    email: &email,
-                    display_name: &name,
+                    email: Some(&email),
+                    display_name: Some(&name),
                 },
             )
             .unwrap()
     }
 
     const PW: &str = "Correct-Horse-Battery-9-Staple";
+    /// Long enough that no test here is ever saturated by accident.
+    const PATIENT: Duration = Duration::from_secs(60);
 
     fn hasher() -> Argon2Hasher {
-        Argon2Hasher::new(Argon2Settings::default(), None, 2).unwrap()
+        Argon2Hasher::new(Argon2Settings::default(), None, 2, PATIENT).unwrap()
+    }
+
+    fn is_saturated(error: &HashError) -> bool {
+        error.0.downcast_ref::<Saturated>().is_some()
     }
 
     #[tokio::test]
@@ -343,7 +371,8 @@ mod tests {
                 (0..32).map(|i| i ^ byte).collect::<Vec<u8>>(),
             ))
         };
-        let peppered = Argon2Hasher::new(Argon2Settings::default(), pepper(0x5a), 1).unwrap();
+        let peppered =
+            Argon2Hasher::new(Argon2Settings::default(), pepper(0x5a), 1, PATIENT).unwrap();
         let hash = peppered.hash(&password(PW)).await.unwrap();
         assert!(matches!(
             peppered
@@ -360,7 +389,7 @@ mod tests {
                 .unwrap(),
             Verification::Mismatch
         );
-        let other = Argon2Hasher::new(Argon2Settings::default(), pepper(0x33), 1).unwrap();
+        let other = Argon2Hasher::new(Argon2Settings::default(), pepper(0x33), 1, PATIENT).unwrap();
         assert_eq!(
             other
                 .verify(&SecretString::from(PW), Some(&hash))
@@ -380,6 +409,7 @@ mod tests {
             },
             None,
             1,
+            PATIENT,
         )
         .unwrap();
         let old = hasher().hash(&password(PW)).await.unwrap();
@@ -442,7 +472,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    Argon2Hasher::new(settings, None, 1),
+                    Argon2Hasher::new(settings, None, 1, PATIENT),
                     Err(HasherSetupError::WeakParameters)
                 ),
                 "{settings:?}"
@@ -452,12 +482,13 @@ mod tests {
             Argon2Hasher::new(
                 Argon2Settings::default(),
                 Some(SecretSlice::from(vec![1u8; 8])),
-                1
+                1,
+                PATIENT
             ),
             Err(HasherSetupError::ShortPepper)
         ));
         assert!(matches!(
-            Argon2Hasher::new(Argon2Settings::default(), None, 0),
+            Argon2Hasher::new(Argon2Settings::default(), None, 0, PATIENT),
             Err(HasherSetupError::NoConcurrency)
         ));
     }
@@ -465,7 +496,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_more_than_the_bound_run_at_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 2).unwrap();
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 2, PATIENT).unwrap();
         let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let tasks: Vec<_> = (0..6)
             .map(|_| {
@@ -476,7 +507,7 @@ mod tests {
                         .run(move |_| {
                             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(now, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            std::thread::sleep(Duration::from_millis(50));
                             running.fetch_sub(1, Ordering::SeqCst);
                         })
                         .await
@@ -501,7 +532,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_abandoned_hash_keeps_its_permit_until_it_finishes() {
-        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1).unwrap();
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1, PATIENT).unwrap();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let caller = {
@@ -529,9 +560,9 @@ mod tests {
         );
 
         release_tx.send(()).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        tokio::time::timeout(Duration::from_secs(5), async {
             while hasher.inner.permits.available_permits() == 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
@@ -542,7 +573,7 @@ mod tests {
     async fn an_unknown_account_costs_a_real_verification() {
         // With the only permit taken, a verification for "no such account" has to wait for it:
         // it does hash (against the dummy) rather than answering at once.
-        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1).unwrap();
+        let hasher = Argon2Hasher::new(Argon2Settings::default(), None, 1, PATIENT).unwrap();
         let held = Arc::clone(&hasher.inner.permits)
             .acquire_owned()
             .await
@@ -551,11 +582,95 @@ mod tests {
         let verify = hasher.verify(&candidate, None);
         tokio::pin!(verify);
         assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(200), &mut verify)
+            tokio::time::timeout(Duration::from_millis(200), &mut verify)
                 .await
                 .is_err()
         );
         drop(held);
         assert_eq!(verify.await.unwrap(), Verification::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_cannot_start_within_the_queue_wait_is_saturated() {
+        let hasher =
+            Argon2Hasher::new(Argon2Settings::default(), None, 1, Duration::from_millis(1))
+                .unwrap();
+        let held = Arc::clone(&hasher.inner.permits)
+            .acquire_owned()
+            .await
+            .unwrap();
+
+        let hashed = hasher.hash(&password(PW)).await;
+        let verified = hasher.verify(&SecretString::from(PW), None).await;
+
+        assert!(matches!(&hashed, Err(e) if is_saturated(e)), "{hashed:?}");
+        assert!(
+            matches!(&verified, Err(e) if is_saturated(e)),
+            "{verified:?}"
+        );
+        assert_eq!(
+            hasher.inner.permits.available_permits(),
+            0,
+            "a refused hash took no permit"
+        );
+        drop(held);
+        assert!(
+            hasher.hash(&password(PW)).await.is_ok(),
+            "a free hasher hashes again"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_concurrent_hashes_behind_one_permit_and_no_patience_one_is_saturated() {
+        // A slow-ish setting (tens of milliseconds) against a 1 ms queue: the second hash cannot
+        // start in time.
+        let slow = Argon2Settings {
+            memory_kib: 4 * MIN_MEMORY_KIB,
+            iterations: 4,
+            parallelism: 1,
+        };
+        let hasher = Argon2Hasher::new(slow, None, 1, Duration::from_millis(1)).unwrap();
+        let (a, b) = (password(PW), password(PW));
+
+        let (first, second) = tokio::join!(hasher.hash(&a), hasher.hash(&b));
+
+        let outcomes = [first, second];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(e) if is_saturated(e)))
+                .count(),
+            1,
+            "{outcomes:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_within_its_wait_is_served_in_full() {
+        // Six hashes behind two permits: each waits a few hashes' time, well inside the bound.
+        let hasher =
+            Argon2Hasher::new(Argon2Settings::default(), None, 2, Duration::from_secs(30)).unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&password(PW)).await })
+            })
+            .collect();
+
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(hasher.inner.permits.available_permits(), 2);
+    }
+
+    #[test]
+    fn a_saturated_error_says_nothing_about_the_password() {
+        let printed = format!("{:?} {}", HashError(Box::new(Saturated)), Saturated);
+        assert!(!printed.contains(PW), "{printed}");
     }
 }

@@ -3,56 +3,46 @@
 //! The `bwrt_` prefix lets secret scanners (and people) recognise a leaked token; the rest is
 //! base64url. A presented string that does not have exactly this shape is rejected before any
 //! database lookup.
+//!
+//! The minting and recognising live in [`crate::opaque`], which makes every kind of opaque token;
+//! these functions are the refresh-specific face of it, in the session module's own types. A token
+//! from either is the same token (`refresh_and_opaque_tokens_are_byte_compatible`).
 
-use aws_lc_rs::digest;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bulwark_domain::opaque::TokenKind;
 use bulwark_domain::session::{RefreshToken, RefreshTokenHash};
-use secrecy::{ExposeSecret, SecretString};
 
 use crate::keys::RandomnessUnavailable;
+use crate::opaque;
 
 /// Prefix of every refresh token.
-pub const PREFIX: &str = "bwrt_";
+pub const PREFIX: &str = opaque::prefix(TokenKind::Refresh);
 /// Random bytes per token (256 bits, ASVS 7.2.3 asks for at least 128).
-pub const TOKEN_BYTES: usize = 32;
+pub const TOKEN_BYTES: usize = opaque::TOKEN_BYTES;
 /// Length of a token string: the prefix and 43 base64url characters.
-pub const TOKEN_LEN: usize = PREFIX.len() + 43;
+pub const TOKEN_LEN: usize = opaque::token_len(TokenKind::Refresh);
 
 /// A fresh token and its hash.
 ///
 /// # Errors
 /// [`RandomnessUnavailable`] when the CSPRNG fails.
 pub fn generate() -> Result<(RefreshToken, RefreshTokenHash), RandomnessUnavailable> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| RandomnessUnavailable)?;
-    let token = SecretString::from(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)));
-    bytes.fill(0);
-    let hash = hash_of(token.expose_secret());
-    Ok((RefreshToken::new(token), hash))
+    let (token, digest) = opaque::mint_with_prefix(PREFIX)?;
+    Ok((RefreshToken::new(token), RefreshTokenHash(digest)))
 }
 
 /// The hash of a presented token, or `None` when it does not have a token's shape.
 #[must_use]
 pub fn parse_presented(presented: &str) -> Option<RefreshTokenHash> {
-    let body = presented.strip_prefix(PREFIX)?;
-    let well_formed = presented.len() == TOKEN_LEN
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    well_formed.then(|| hash_of(presented))
-}
-
-fn hash_of(token: &str) -> RefreshTokenHash {
-    let digest = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest.as_ref());
-    RefreshTokenHash(hash)
+    opaque::recognise_with_prefix(PREFIX, presented).map(RefreshTokenHash)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_domain::opaque::OpaqueTokens;
+    use secrecy::ExposeSecret;
+
+    use crate::opaque::PrefixedTokens;
 
     #[test]
     fn tokens_are_prefixed_random_and_round_trip_to_their_hash() {
@@ -83,5 +73,24 @@ mod tests {
         ] {
             assert_eq!(parse_presented(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refresh_and_opaque_tokens_are_byte_compatible() {
+        // Tokens already handed out must keep working: both paths agree on shape and digest.
+        let (token, hash) = generate().unwrap();
+        assert_eq!(
+            PrefixedTokens.recognise(TokenKind::Refresh, token.secret().expose_secret()),
+            Some(bulwark_domain::opaque::TokenDigest(hash.0))
+        );
+        let minted = PrefixedTokens.mint(TokenKind::Refresh).unwrap();
+        assert_eq!(
+            parse_presented(minted.secret.expose_secret()).map(|h| h.0),
+            Some(minted.digest.0)
+        );
+        // The digest is still SHA-256 of the whole string, as stored since the first release.
+        let fixed = format!("{PREFIX}{}", "x".repeat(43));
+        let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, fixed.as_bytes());
+        assert_eq!(&parse_presented(&fixed).unwrap().0[..], expected.as_ref());
     }
 }

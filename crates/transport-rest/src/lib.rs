@@ -12,9 +12,11 @@
 //!
 //! **Never imports** a database crate, the security adapters or another transport.
 
+pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod jwks;
+pub mod users;
 
 use utoipa::OpenApi;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -36,17 +38,71 @@ pub use jwks::{Jwk, JwkSet};
         (name = "health", description = "Liveness and readiness for orchestrators."),
         (name = "meta", description = "This document."),
         (name = "auth", description = "Authentication: keys, tokens, sessions."),
+        (name = "users", description = "Accounts: registration and the caller's own account."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
+    modifiers(&BearerScheme),
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme that protected operations name.
+#[derive(Debug)]
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `/api/v1/auth/login` or `/api/v1/auth/refresh`. \
+                         Missing or invalid → 401 with `WWW-Authenticate: Bearer error=\"invalid_token\"`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A JSON response that must not be stored by any cache: it carries tokens or personal data.
+#[must_use]
+pub fn private_json(
+    status: actix_web::http::StatusCode,
+    body: &impl serde::Serialize,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        ))
+        .json(body)
+}
 
 /// Registers every REST route (and, with it, its OpenAPI operation).
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(health::live)
         .service(health::ready)
         .service(docs::openapi_json)
-        .service(jwks::jwks);
+        .service(jwks::jwks)
+        .service(users::register)
+        .service(auth::login)
+        .service(auth::refresh)
+        .service(auth::logout)
+        .service(auth::logout_all)
+        .service(auth::list_sessions)
+        .service(auth::revoke_session)
+        .service(auth::forgot_password)
+        .service(auth::reset_password)
+        .service(auth::verify_email)
+        .service(users::get_me)
+        .service(users::update_me)
+        .service(users::change_password)
+        .service(users::delete_me);
 }
 
 /// The OpenAPI document of the routes in [`routes`]; `bulwark openapi` prints it and `make openapi`

@@ -7,17 +7,19 @@
 //! - [`middleware`]: request ids and the per-request tracing span, the contract's security headers,
 //!   the turning of *every* error (404, 405, 413, a panic) into a problem, and a request deadline;
 //! - [`extract`]: body-size, content-type and JSON-shape rules for extractors, mapped to problems;
-//! - [`cors`]: CORS from an allowlist.
+//! - [`cors`]: CORS from an allowlist;
+//! - [`identity`]: the bearer-token extractor that yields the domain's `Actor`, the request's
+//!   `Origin`, and the mapping of domain errors to problems.
 //!
 //! It lives in its own crate so that no transport reaches another one for these (see
-//! `../../STYLE.md` of the project). As the identity issue lands, turning credentials into an
-//! `Actor` and the client IP rules join it here.
+//! `../../STYLE.md` of the project).
 //!
 //! **Never imports** a database crate, the security adapters or the app's configuration: settings
 //! arrive as plain values.
 
 pub mod cors;
 pub mod extract;
+pub mod identity;
 pub mod middleware;
 pub mod problem;
 pub mod routing;

@@ -32,6 +32,14 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:bulwark:problem:unsupported-media-type";
     /// A dependency is not available; retry later.
     pub const SERVICE_UNAVAILABLE: &str = "urn:bulwark:problem:service-unavailable";
+    /// No valid credentials (missing, malformed, expired or revoked token).
+    pub const UNAUTHENTICATED: &str = "urn:bulwark:problem:unauthenticated";
+    /// Sign-in failed. Deliberately one type for unknown email, wrong password and locked account.
+    pub const INVALID_CREDENTIALS: &str = "urn:bulwark:problem:invalid-credentials";
+    /// Too many requests or failed attempts; see `Retry-After`.
+    pub const RATE_LIMITED: &str = "urn:bulwark:problem:rate-limited";
+    /// A refresh, reset or verification token is unknown, used or expired.
+    pub const INVALID_TOKEN: &str = "urn:bulwark:problem:invalid-token";
 }
 
 /// One RFC 9457 problem.

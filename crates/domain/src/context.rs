@@ -1,0 +1,44 @@
+//! Who is asking, and from where: the explicit request context every use case receives.
+//!
+//! Transports build these once per request (REST from the peer address and headers, GraphQL and
+//! WebSocket from their connection) and pass them in. Services never reach for ambient state, which
+//! is what makes every authorisation decision and every audit row checkable in one place.
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use crate::audit::{EventType, NewAuditEvent, Outcome};
+
+/// Where a request came from, for the audit trail and for throttling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client address (the TCP peer, or the right-most untrusted proxy hop).
+    pub ip: Option<IpAddr>,
+    /// The `User-Agent` header as sent (the audit log cuts it to 512 characters).
+    pub user_agent: Option<String>,
+    /// The request id, to join audit rows with the server log.
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    /// An audit event of this type and outcome, stamped with this origin.
+    #[must_use]
+    pub fn event(&self, event_type: EventType, outcome: Outcome) -> NewAuditEvent {
+        let event = NewAuditEvent::new(event_type, outcome)
+            .with_origin(self.ip, self.user_agent.as_deref());
+        match &self.request_id {
+            Some(id) => event.with_request_id(id),
+            None => event,
+        }
+    }
+}
+
+/// An authenticated caller: a user acting through one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    /// The user (`sub`).
+    pub user_id: Uuid,
+    /// The session the access token belongs to (`sid`).
+    pub session_id: Uuid,
+}
