@@ -82,6 +82,22 @@ fn every_service_has_a_health_check_and_the_app_waits_for_healthy_dependencies()
 }
 
 #[test]
+fn the_app_sends_account_mail_to_the_mailpit_service() {
+    let compose = compose();
+    let app = service(&compose, "app");
+    assert_eq!(
+        app["environment"]["SMTP_URL"].as_str(),
+        Some("smtp://mailpit:1025")
+    );
+    assert!(
+        strings(&service(&compose, "mailpit")["ports"])
+            .iter()
+            .any(|p| p.ends_with(":1025")),
+        "mailpit listens for SMTP on 1025"
+    );
+}
+
+#[test]
 fn published_ports_bind_to_localhost_only() {
     let compose = compose();
     for (_, definition) in compose["services"].as_hash().unwrap() {

@@ -1,4 +1,4 @@
-//! The `bulwark` command line: `serve`, `migrate`, `keygen`, `openapi`.
+//! The `bulwark` command line: `serve`, `migrate`, `keygen`, `openapi`, `create-admin`.
 //!
 //! Every failure ends in a short message on stderr and a non-zero exit code — never a panic or a
 //! stack trace, and never a secret:
@@ -44,6 +44,17 @@ pub enum Command {
     },
     /// Print the OpenAPI document (what `make openapi` writes to openapi/openapi.json).
     Openapi,
+    /// Create an administrator. The password is read from standard input (one line), never from
+    /// an argument, where it would be visible in `ps` and shell history:
+    /// `bulwark create-admin --email admin@example.com < password-file`.
+    CreateAdmin {
+        /// The administrator's email.
+        #[arg(long)]
+        email: String,
+        /// The display name.
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+    },
 }
 
 /// Runs a parsed command line.
@@ -54,6 +65,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Openapi => report(print_openapi()),
         Command::Serve => with_config(|config| block_on(serve(config))),
         Command::Migrate => with_config(|config| block_on(migrate(config))),
+        Command::CreateAdmin {
+            email,
+            display_name,
+        } => with_config(|config| block_on(create_admin(config, email, display_name))),
     }
 }
 
@@ -124,6 +139,53 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     pool.close().await;
     tracing::info!("migrations are up to date");
     Ok(())
+}
+
+async fn create_admin(config: Config, email: String, display_name: String) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use bulwark_domain::account::{AccountError, Registration};
+    use std::io::BufRead;
+
+    telemetry::init(&config.log);
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    // Only the line ending goes: spaces are part of a password.
+    let password = secrecy::SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
+    drop(line);
+    if password.expose_secret().is_empty() {
+        anyhow::bail!(
+            "no password on standard input (pipe it in: `bulwark create-admin --email … < file`)"
+        );
+    }
+
+    let pool = bulwark_persistence::connect(&config.database);
+    let state = crate::startup::AppState::new(&config, pool.clone(), None)?;
+    let origin = bulwark_domain::context::Origin::default();
+    let registration = Registration {
+        email,
+        password,
+        display_name,
+    };
+    let result = state.accounts().create_admin(&origin, registration).await;
+    pool.close().await;
+    match result {
+        Ok(user) => {
+            writeln!(std::io::stdout(), "created administrator {}", user.id)?;
+            Ok(())
+        }
+        Err(AccountError::Invalid(violations)) => {
+            let rules: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.message))
+                .collect();
+            anyhow::bail!("refused:\n  {}", rules.join("\n  "))
+        }
+        Err(AccountError::EmailTaken) => anyhow::bail!("an account with this email exists"),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot create the administrator")),
+    }
 }
 
 fn print_openapi() -> anyhow::Result<()> {

@@ -40,12 +40,13 @@ pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,actix_http::h1::dispatcher=
 const ENV_EXAMPLE: &str = include_str!("../../../.env.example");
 
 /// Variables that may be given through a file named by `<NAME>_FILE`.
-const FILE_CAPABLE: [&str; 5] = [
+const FILE_CAPABLE: [&str; 6] = [
     "DATABASE_URL",
     "JWT_SIGNING_KEY",
     "JWT_SIGNING_KEY_ID",
     "DATA_ENCRYPTION_KEYS",
     "PASSWORD_PEPPER",
+    "SMTP_URL",
 ];
 
 /// Where the service runs.
@@ -97,6 +98,8 @@ pub struct Config {
     pub keys: Keys,
     /// Passwords, sessions, throttling and account mails.
     pub identity: IdentitySettings,
+    /// SMTP delivery of the outbox; `None` keeps mail in the outbox.
+    pub mail: Option<crate::delivery::MailSettings>,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -474,6 +477,7 @@ impl Config {
         });
 
         let identity = identity_settings(&mut r);
+        let mail = mail_settings(&mut r, production);
 
         // HTTP.
         let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
@@ -597,6 +601,7 @@ impl Config {
                 data_encryption,
             },
             identity,
+            mail,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -606,6 +611,57 @@ impl Config {
             log: LogSettings { format, filter },
         })
     }
+}
+
+/// Reads the SMTP settings: `None` when `SMTP_URL` is unset.
+fn mail_settings(r: &mut Reader<'_>, production: bool) -> Option<crate::delivery::MailSettings> {
+    let smtp_url = r.env.get("SMTP_URL")?.to_owned();
+    if is_placeholder("SMTP_URL", &smtp_url) {
+        r.fail("SMTP_URL", "is still a placeholder; set it or remove it");
+        return None;
+    }
+    let encrypted = smtp_url.starts_with("smtps://") || smtp_url.contains("tls=required");
+    if !(smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://")) {
+        // Never quote the URL: it may hold a password.
+        r.fail("SMTP_URL", "must be an smtp:// or smtps:// URL");
+        return None;
+    }
+    if production && !encrypted {
+        r.fail(
+            "SMTP_URL",
+            "must use TLS in production (smtps://, or smtp://…?tls=required)",
+        );
+        return None;
+    }
+    let from = r.parse(
+        "MAIL_FROM",
+        "Bulwark <no-reply@localhost>".to_owned(),
+        |raw| {
+            raw.parse::<lettre::message::Mailbox>()
+                .map(|_| raw.to_owned())
+                .map_err(|_| {
+                    "must be a mailbox such as `Bulwark <no-reply@example.com>`".to_owned()
+                })
+        },
+    );
+    let public_url = r.parse("PUBLIC_URL", "http://127.0.0.1:8080".to_owned(), |raw| {
+        let https = raw.starts_with("https://");
+        if (https || (!production && raw.starts_with("http://")))
+            && !raw.contains(char::is_whitespace)
+        {
+            Ok(raw.trim_end_matches('/').to_owned())
+        } else if production {
+            Err("must be an https:// URL in production".to_owned())
+        } else {
+            Err("must be an http:// or https:// URL".to_owned())
+        }
+    });
+    let from = from.parse().ok()?;
+    Some(crate::delivery::MailSettings {
+        smtp_url: SecretString::from(smtp_url),
+        from,
+        public_url,
+    })
 }
 
 /// Reads the identity settings; `None` when one of them is wrong (the problem is recorded).
@@ -1065,5 +1121,64 @@ mod tests {
             ["DATA_ENCRYPTION_KEYS_FILE"]
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn identity_settings_default_to_the_contract_and_refuse_weaker_ones() {
+        let config = load(&valid_pairs()).unwrap();
+        let identity = &config.identity;
+        assert_eq!(identity.argon2, Argon2Settings::default());
+        assert_eq!(identity.password.min_chars, 12);
+        assert_eq!(identity.password.max_chars, 128);
+        assert_eq!(identity.password.style, PolicyStyle::Composition);
+        assert!(identity.pepper.is_none());
+        assert!(identity.reset_token_ttl <= MAX_RESET_TOKEN_TTL);
+
+        for (var, value) in [
+            ("ARGON2_MEMORY_KIB", "4096"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("PASSWORD_MIN_LENGTH", "8"),
+            ("PASSWORD_MIN_SCORE", "2"),
+            ("PASSWORD_RESET_TOKEN_TTL_SECS", "3600"),
+            ("PASSWORD_PEPPER", "c2hvcnQ="),
+            ("PASSWORD_POLICY", "none"),
+            ("LOGIN_LOCK_AFTER", "1"),
+        ] {
+            let problems = load(&with(valid_pairs(), var, value)).unwrap_err();
+            assert_eq!(vars(&problems), vec![var], "{var}={value}");
+        }
+        let asvs = load(&with(valid_pairs(), "PASSWORD_POLICY", "asvs")).unwrap();
+        assert_eq!(asvs.identity.password.style, PolicyStyle::Asvs);
+    }
+
+    #[test]
+    fn smtp_is_optional_and_must_be_encrypted_in_production() {
+        assert!(load(&valid_pairs()).unwrap().mail.is_none());
+        let mailpit = load(&with(valid_pairs(), "SMTP_URL", "smtp://127.0.0.1:1025")).unwrap();
+        assert!(mailpit.mail.is_some());
+
+        let production = with(
+            with(valid_pairs(), "APP_ENV", "production"),
+            "BEHIND_TLS_PROXY",
+            "true",
+        );
+        let plain = with(
+            production.clone(),
+            "SMTP_URL",
+            "smtp://user:hunter2@mail.example.com:25",
+        );
+        let problems = load(&plain).unwrap_err();
+        assert_eq!(vars(&problems), vec!["SMTP_URL"]);
+        assert!(
+            !format!("{problems:?}").contains("hunter2"),
+            "never the URL"
+        );
+        let tls = with(
+            production,
+            "SMTP_URL",
+            "smtps://user:pw@mail.example.com:465",
+        );
+        let tls = with(tls, "PUBLIC_URL", "https://app.example.com");
+        assert!(load(&tls).unwrap().mail.is_some());
     }
 }

@@ -10,5 +10,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod startup;
 pub mod telemetry;

@@ -68,6 +68,9 @@ pub enum StartupError {
     /// The password hasher could not be built.
     #[error("cannot set up password hashing")]
     Hasher(#[source] bulwark_security::password::HasherSetupError),
+    /// `SMTP_URL` cannot be used.
+    #[error("cannot set up mail delivery")]
+    Smtp(#[source] crate::delivery::SmtpSetupError),
     /// The data-encryption keyring cannot seal.
     #[error("cannot set up data encryption")]
     Sealer(#[source] bulwark_domain::sealing::SealError),
@@ -85,6 +88,7 @@ pub struct AppState {
     auth: web::Data<AuthService>,
     accounts: web::Data<AccountService>,
     liveness: CachedLiveness,
+    outbox: PgOutbox,
     test_routes: Option<TestRoutes>,
 }
 
@@ -203,9 +207,18 @@ impl AppState {
             auth: web::Data::new(auth),
             accounts: web::Data::new(accounts),
             liveness,
+            outbox,
             http,
             test_routes,
         })
+    }
+}
+
+impl AppState {
+    /// The account service (the command line's `create-admin` uses it).
+    #[must_use]
+    pub fn accounts(&self) -> &AccountService {
+        &self.accounts
     }
 }
 
@@ -294,7 +307,16 @@ impl Application {
         let state = AppState::new(config, pool.clone(), test_routes)?;
         // Revocations made by other instances reach this one's liveness cache through
         // LISTEN/NOTIFY; until the listener is connected, every check goes to the database.
-        let listener_task = state.liveness.spawn_listener(pool.clone());
+        let mut background = vec![state.liveness.spawn_listener(pool.clone())];
+        match &config.mail {
+            Some(mail) => background.push(
+                crate::delivery::spawn(state.outbox.clone(), mail.clone())
+                    .map_err(StartupError::Smtp)?,
+            ),
+            None => tracing::warn!(
+                "SMTP_URL is not set: account mails (verification, reset) stay in the mail_outbox table"
+            ),
+        }
 
         let address = format!("{}:{}", config.http.host, config.http.port);
         let bind_error = |source| StartupError::Bind {
@@ -317,7 +339,7 @@ impl Application {
             port,
             server,
             pool,
-            background: vec![listener_task],
+            background,
         })
     }
 

@@ -399,3 +399,70 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     assert!(exit.success(), "exit {exit:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Runs the binary with `input` on standard input.
+fn run_with_stdin(args: &[&str], env: &[(String, String)], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn create_admin_reads_the_password_from_stdin_and_applies_the_policy() {
+    let db = bulwark_testkit::TestDatabase::migrated().await;
+    let url = format!(
+        "{}/{}",
+        bulwark_testkit::server_url().rsplit_once('/').unwrap().0,
+        db.name()
+    );
+    let env = with(valid_env(), &[("DATABASE_URL", Some(&url))]);
+    let args = ["create-admin", "--email", "root@example.com"];
+
+    let weak = run_with_stdin(&args, &env, "password\n");
+    let empty = run_with_stdin(&args, &env, "");
+    let created = run_with_stdin(&args, &env, "Correct-Horse-Battery-9-Staple\n");
+    let again = run_with_stdin(&args, &env, "Correct-Horse-Battery-9-Staple\n");
+
+    let weak_err = String::from_utf8_lossy(&weak.stderr);
+    assert!(!weak.status.success());
+    assert!(weak_err.contains("password"), "{weak_err}");
+    assert!(!weak_err.contains("panicked"));
+    assert!(!empty.status.success());
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(String::from_utf8_lossy(&created.stdout).contains("created administrator"));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let (role, hash): (String, String) =
+        sqlx::query_as("select role, password_hash from users where email = 'root@example.com'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(role, "admin");
+    assert!(hash.starts_with("$argon2id$"));
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where event_type = 'account.admin_created'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+}

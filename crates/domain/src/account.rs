@@ -49,9 +49,12 @@ pub mod events {
     pub const DELETED: &str = "account.deleted";
     /// A re-authentication (password change, deletion) failed.
     pub const REAUTH_FAILED: &str = "account.reauthentication_failed";
+    /// An administrator account was created from the command line.
+    pub const ADMIN_CREATED: &str = "account.admin_created";
 
     /// Every type above (a unit test parses them all).
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
+        ADMIN_CREATED,
         REGISTERED,
         PROFILE_UPDATED,
         PASSWORD_CHANGED,
@@ -161,6 +164,10 @@ pub enum AccountError {
     /// The account no longer exists.
     #[error("no such account")]
     NotFound,
+    /// The email is taken (only `create_admin` says so: it runs on the operator's terminal, where
+    /// there is nobody to hide it from).
+    #[error("an account with this email exists")]
+    EmailTaken,
     /// See [`Unexpected`].
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
@@ -277,6 +284,65 @@ impl AccountService {
             }
             Err(CreateUserError::Store(e)) => Err(Unexpected::new("user create", e).into()),
         }
+    }
+
+    /// Creates an administrator (`bulwark create-admin`). The same policy applies as to anyone:
+    /// there is no default account and no weaker rule for the most powerful one.
+    ///
+    /// # Errors
+    /// `Invalid` listing every failed rule, `EmailTaken`, `Unexpected`.
+    pub async fn create_admin(
+        &self,
+        origin: &Origin,
+        registration: Registration,
+    ) -> Result<User, AccountError> {
+        let email = Email::parse(&registration.email);
+        let display_name = DisplayName::parse(&registration.display_name);
+        let password = self.rules.password.check(
+            registration.password,
+            PasswordContext {
+                email: email.as_ref().ok(),
+                display_name: display_name.as_ref().ok(),
+            },
+        );
+        let (email, display_name, password) = match (email, display_name, password) {
+            (Ok(e), Ok(d), Ok(p)) => (e, d, p),
+            (email, display_name, password) => {
+                let mut violations: Vec<FieldViolation> = [email.err(), display_name.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                violations.extend(password.err().unwrap_or_default());
+                return Err(AccountError::Invalid(violations));
+            }
+        };
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&password)
+            .await
+            .or_unexpected("password hash")?;
+        let user = self
+            .ports
+            .users
+            .create(NewUser {
+                email,
+                display_name,
+                password_hash,
+                role: Role::Admin,
+            })
+            .await
+            .map_err(|e| match e {
+                CreateUserError::EmailTaken => AccountError::EmailTaken,
+                CreateUserError::Store(e) => Unexpected::new("user create", e).into(),
+            })?;
+        self.record(
+            event(origin, events::ADMIN_CREATED, Outcome::Success)?
+                .with_subject("user", user.id)
+                .with_detail(reason("command_line")?),
+        )
+        .await?;
+        Ok(user)
     }
 
     fn mail_cap(&self) -> MailCap {

@@ -210,6 +210,8 @@ pub(crate) fn account_problem(error: AccountError) -> ProblemError {
         AccountError::Throttled { retry_after } => identity::throttled(retry_after),
         AccountError::InvalidToken => invalid_token(),
         AccountError::NotFound => identity::unauthenticated(),
+        // Only `create_admin` (the command line) reports this; no route reaches it.
+        AccountError::EmailTaken => ProblemError::status(StatusCode::CONFLICT),
         AccountError::Unexpected(e) => identity::unexpected(e),
     }
 }
