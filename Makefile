@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export SQLX_OFFLINE := true
 CARGO ?= cargo
 
-.PHONY: help run env test fmt lint openapi openapi-check migrate db-up prepare build
+.PHONY: help run env test fmt lint openapi openapi-check migrate db-up prepare build bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ migrate: build ## Apply migrations to DATABASE_URL (from .env in development)
 
 db-up: ## Start PostgreSQL, Redis and Mailpit with docker compose
 	docker compose up -d --wait db redis mailpit
+
+bench: ## Benchmarks (release build; prints numbers, asserts nothing): the per-request session check
+	cargo bench -p bulwark-persistence --bench liveness
 
 prepare: ## Regenerate the sqlx offline cache (.sqlx/) after changing queries or migrations
 	SQLX_OFFLINE=false scripts/sqlx-prepare.sh

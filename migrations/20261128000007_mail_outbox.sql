@@ -41,4 +41,4 @@ create index mail_outbox_recipient_template_idx on mail_outbox (lower(recipient)
 create index mail_outbox_pending_idx on mail_outbox (created_at) where sent_at is null;
 
 comment on table mail_outbox is 'mail waiting to be sent (or sent); secret parts of the payload are sealed, never in the clear';
-comment on column mail_outbox.payload is 'sealed json of the mail''s secret part (context mail_outbox:<template>)';
+comment on column mail_outbox.payload is 'sealed json of the mail''s secret part (context mail_outbox:<template>:<recipient>)';

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub signing_pkcs8: Vec<u8>,
     pub signing_kid: String,
     pub public_key: Vec<u8>,
+    /// The configuration the app runs with (for building a second instance).
+    pub config: Config,
     pub db: TestDatabase,
 }
 
@@ -125,8 +127,15 @@ impl TestApp {
             signing_pkcs8: config.keys.jwt_signing.pkcs8_der().expose_secret().to_vec(),
             signing_kid: config.keys.jwt_signing.kid().as_str().to_owned(),
             public_key: config.keys.jwt_signing.public_key().to_vec(),
+            config,
             db,
         }
+    }
+
+    /// A second instance of the service on the same database (its own caches): what a
+    /// multi-instance deployment looks like from the first one.
+    pub fn other_instance(&self) -> bulwark_app::startup::AppState {
+        bulwark_app::startup::AppState::new(&self.config, self.db.pool.clone(), None).unwrap()
     }
 
     pub fn port(&self) -> u16 {

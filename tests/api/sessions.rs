@@ -1,5 +1,8 @@
 //! Refresh-token rotation and reuse detection, immediate revocation, and session control.
 
+use std::time::{Duration, Instant};
+
+use bulwark_domain::context::Origin;
 use futures_util::future::join_all;
 use serde_json::Value;
 
@@ -219,37 +222,33 @@ async fn another_users_session_id_answers_404_like_a_missing_one() {
 }
 
 #[tokio::test]
-async fn an_administrative_lock_refuses_the_old_access_token_on_the_next_request() {
-    // Admin endpoints arrive with the admin issue; the lock itself is the domain's and the
-    // repository's, and revocation goes through the same path as every other: this test locks the
-    // account the way the admin service will (lock, then revoke every session) at the database.
+async fn an_administrative_lock_on_another_instance_refuses_the_old_token_within_a_second() {
     let app = TestApp::spawn().await;
     let account = app.signed_up("ada@example.com").await;
+    // Warm this instance's liveness cache: the lock must get through it.
+    assert_eq!(app.get_me(&account.access_token).await.status(), 200);
     assert_eq!(app.get_me(&account.access_token).await.status(), 200);
 
-    sqlx::query("update users set locked_at = now() where id = $1::uuid")
-        .bind(&account.user_id)
-        .execute(&app.pool)
+    let other = app.other_instance();
+    let user_id = account.user_id.parse().unwrap();
+    other
+        .accounts()
+        .set_locked(None, &Origin::default(), user_id, true)
         .await
         .unwrap();
-    sqlx::query(
-        "update sessions set revoked_at = now(), revoked_reason = 'account_locked' \
-         where user_id = $1::uuid and revoked_at is null",
-    )
-    .bind(&account.user_id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
 
-    // Another instance revoked it: the NOTIFY reaches this one within about a second.
+    // The other instance revoked the sessions; the NOTIFY reaches this one's cache.
+    let started = Instant::now();
     let mut refused = false;
-    for _ in 0..40 {
+    while started.elapsed() < Duration::from_secs(3) {
         if app.get_me(&account.access_token).await.status() == 401 {
             refused = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(refused, "the revoked session's token is refused");
+    assert!(refused, "the locked account's token is refused");
+    assert_eq!(app.refresh(&account.refresh_token).await.status(), 401);
     assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 401);
+    assert_eq!(app.audit_events("account.locked").await.len(), 1);
 }

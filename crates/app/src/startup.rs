@@ -273,6 +273,23 @@ pub fn app(
     )
 }
 
+/// How often expired sessions, tokens, throttle counters and sent mail are deleted.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// The hourly purge (see `bulwark_persistence::maintenance`). With several instances each purges;
+/// the deletes are idempotent, so that costs a little work and nothing else.
+fn spawn_purge(pool: PgPool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match bulwark_persistence::maintenance::purge_expired(&pool).await {
+                Ok(purged) => tracing::info!(?purged, "purged expired rows"),
+                Err(error) => tracing::warn!(error = %error, "purge failed; retrying later"),
+            }
+            tokio::time::sleep(PURGE_EVERY).await;
+        }
+    })
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
@@ -307,7 +324,10 @@ impl Application {
         let state = AppState::new(config, pool.clone(), test_routes)?;
         // Revocations made by other instances reach this one's liveness cache through
         // LISTEN/NOTIFY; until the listener is connected, every check goes to the database.
-        let mut background = vec![state.liveness.spawn_listener(pool.clone())];
+        let mut background = vec![
+            state.liveness.spawn_listener(pool.clone()),
+            spawn_purge(pool.clone()),
+        ];
         match &config.mail {
             Some(mail) => background.push(
                 crate::delivery::spawn(state.outbox.clone(), mail.clone())

@@ -51,10 +51,16 @@ pub mod events {
     pub const REAUTH_FAILED: &str = "account.reauthentication_failed";
     /// An administrator account was created from the command line.
     pub const ADMIN_CREATED: &str = "account.admin_created";
+    /// An account was locked by an administrator (every session ended).
+    pub const LOCKED: &str = "account.locked";
+    /// An account was unlocked.
+    pub const UNLOCKED: &str = "account.unlocked";
 
     /// Every type above (a unit test parses them all).
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         ADMIN_CREATED,
+        LOCKED,
+        UNLOCKED,
         REGISTERED,
         PROFILE_UPDATED,
         PASSWORD_CHANGED,
@@ -343,6 +349,47 @@ impl AccountService {
         )
         .await?;
         Ok(user)
+    }
+
+    /// Locks or unlocks an account. Locking ends every session at once (on this instance through
+    /// the liveness cache, on the others through the database notification) and sign-in fails
+    /// like a wrong password from then on. `actor` is the administrator when there is one; the
+    /// command line passes `None`. Deciding *who* may call this is the admin API's job (its
+    /// issue); this is the one place the effect is implemented.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such account; `Unexpected`.
+    pub async fn set_locked(
+        &self,
+        actor: Option<&Actor>,
+        origin: &Origin,
+        user_id: Uuid,
+        locked: bool,
+    ) -> Result<(), AccountError> {
+        if !self
+            .ports
+            .users
+            .set_locked(user_id, locked)
+            .await
+            .or_unexpected("user update")?
+        {
+            return Err(AccountError::NotFound);
+        }
+        if locked {
+            self.revoke_sessions(user_id, None, RevocationReason::AccountLocked)
+                .await?;
+        }
+        let kind = if locked {
+            events::LOCKED
+        } else {
+            events::UNLOCKED
+        };
+        let mut event = event(origin, kind, Outcome::Success)?.with_subject("user", user_id);
+        if let Some(actor) = actor {
+            event = event.with_actor(actor.user_id);
+        }
+        self.record(event).await?;
+        Ok(())
     }
 
     fn mail_cap(&self) -> MailCap {

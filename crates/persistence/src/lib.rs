@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod health;
 pub mod liveness;
+pub mod maintenance;
 pub mod one_time;
 pub mod outbox;
 pub mod pool;

@@ -1,0 +1,83 @@
+//! Housekeeping: rows that have served their purpose are deleted, so that tables of sessions,
+//! tokens, throttle counters and sent mail do not grow without bound (and do not keep personal data
+//! such as IP addresses and user agents longer than needed).
+//!
+//! What goes, and why it is safe:
+//! - **sessions** (with their refresh tokens, by cascade) a week after they ended — by expiry or
+//!   revocation. A refresh token of a deleted session is unknown, which answers the same 401 as a
+//!   revoked one. The audit trail keeps the record of what happened.
+//! - **one-time tokens** a day after they were used or expired.
+//! - **throttle counters** a day after their last failure, unless a block is still in force.
+//! - **outbox mail** a week after it was sent or gave up. Mail caps look back one hour at most.
+//!
+//! The audit trail is never purged here: it is append-only by design (see its migration), and its
+//! retention is a decision for the operator.
+
+use sqlx::PgPool;
+
+/// How many rows each purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Sessions (their refresh tokens went with them).
+    pub sessions: u64,
+    /// One-time tokens.
+    pub one_time_tokens: u64,
+    /// Throttle counters.
+    pub throttle_keys: u64,
+    /// Outbox mail.
+    pub mails: u64,
+}
+
+/// Deletes every row past its retention (see the module docs). Each table is one statement of its
+/// own, so a purge never holds locks across tables.
+///
+/// # Errors
+/// The first database error.
+#[tracing::instrument(name = "maintenance.purge", skip_all)]
+pub async fn purge_expired(pool: &PgPool) -> Result<Purged, sqlx::Error> {
+    let sessions = sqlx::query!(
+        r#"
+        delete from sessions
+        where coalesce(revoked_at, least(expires_at, idle_expires_at)) < now() - interval '7 days'
+        "#
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let one_time_tokens = sqlx::query!(
+        r#"
+        delete from one_time_tokens
+        where coalesce(used_at, expires_at) < now() - interval '1 day'
+        "#
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let throttle_keys = sqlx::query!(
+        r#"
+        delete from login_throttle
+        where last_failure_at < now() - interval '1 day'
+          and (blocked_until is null or blocked_until < now())
+        "#
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let mails = sqlx::query!(
+        r#"
+        delete from mail_outbox
+        where created_at < now() - interval '7 days'
+          and (sent_at is not null or attempts >= $1)
+        "#,
+        crate::outbox::MAX_ATTEMPTS,
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(Purged {
+        sessions,
+        one_time_tokens,
+        throttle_keys,
+        mails,
+    })
+}
