@@ -179,3 +179,57 @@ async fn login_events_are_audited_with_origin_and_never_a_secret() {
     }
     assert!(success[0]["actor_user_id"].is_string());
 }
+
+#[tokio::test]
+async fn one_address_trying_many_accounts_is_slowed_down_too() {
+    // Each email stays below its own throttle; the address does not.
+    let app = TestApp::spawn().await;
+
+    for n in 0..21 {
+        let response = app
+            .login(
+                &format!("user{n}@example.com"),
+                "Wrong-Horse-Battery-9-Staple",
+            )
+            .await;
+        assert_eq!(response.status(), 401, "attempt {n}");
+    }
+    let next = app
+        .login("fresh@example.com", "Wrong-Horse-Battery-9-Staple")
+        .await;
+
+    assert_eq!(next.status(), 429);
+    assert!(next.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_login_flood_is_answered_503_with_retry_after_while_other_requests_are_served() {
+    let app = TestApp::spawn_with(&[
+        ("PASSWORD_HASH_CONCURRENCY", "1"),
+        ("PASSWORD_HASH_QUEUE_WAIT_MS", "10"),
+        ("HTTP_WORKERS", "2"),
+    ])
+    .await;
+
+    let emails: Vec<String> = (0..12).map(|n| format!("u{n}@example.com")).collect();
+    let logins = emails.iter().map(|email| app.login(email, PASSWORD));
+    let (responses, health) =
+        tokio::join!(futures_util::future::join_all(logins), app.get_liveness());
+
+    assert_eq!(health.status(), 200, "the executor was not starved");
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&503),
+        "some waited too long: {statuses:?}"
+    );
+    assert!(statuses.contains(&401), "some were served: {statuses:?}");
+    for response in responses.into_iter().filter(|r| r.status() == 503) {
+        assert_eq!(response.headers()["retry-after"], "1");
+        let problem = assert_problem(response, 503).await;
+        assert_eq!(problem.type_uri, "urn:bulwark:problem:service-unavailable");
+    }
+}

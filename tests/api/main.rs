@@ -13,6 +13,7 @@
 
 mod account;
 mod architecture;
+mod audit;
 mod compose;
 mod cors;
 mod database;
