@@ -24,6 +24,7 @@ mod helpers;
 mod jwks;
 mod logging;
 mod login;
+mod mail;
 mod openapi;
 mod registration;
 mod sessions;

@@ -24,7 +24,10 @@ use crate::context::{Actor, Origin};
 use crate::error::{OrUnexpected, Unexpected};
 use crate::mail::{Mail, MailCap, Mailer};
 use crate::opaque::{OneTimeTokenStore, OpaqueTokens, TokenKind};
-use crate::password::{PasswordContext, PasswordHasher, PasswordPolicy, Verification, normalize};
+use crate::password::{
+    Password, PasswordContext, PasswordHash, PasswordHasher, PasswordPolicy, Verification,
+    normalize,
+};
 use crate::session::{RevocationReason, SessionLiveness, SessionStore};
 use crate::throttle::{LoginThrottle, ThrottleKeys, ThrottlePolicy};
 use crate::user::{
@@ -200,6 +203,51 @@ impl AccountService {
         Self { ports, rules }
     }
 
+    /// Every field of a registration parsed, or every violation of every field.
+    fn parse_registration(
+        &self,
+        registration: Registration,
+    ) -> Result<(Email, DisplayName, Password), AccountError> {
+        let email = Email::parse(&registration.email);
+        let display_name = DisplayName::parse(&registration.display_name);
+        let password = self.rules.password.check(
+            registration.password,
+            PasswordContext {
+                email: email.as_ref().ok(),
+                display_name: display_name.as_ref().ok(),
+            },
+        );
+        match (email, display_name, password) {
+            (Ok(e), Ok(d), Ok(p)) => Ok((e, d, p)),
+            (email, display_name, password) => {
+                let mut violations: Vec<FieldViolation> = [email.err(), display_name.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                violations.extend(password.err().unwrap_or_default());
+                Err(AccountError::Invalid(violations))
+            }
+        }
+    }
+
+    /// Refuses a password longer than the policy allows before anything else looks at it (it is
+    /// never hashed). Counting stops one past the maximum, so a huge input costs no more.
+    fn refuse_overlong(
+        &self,
+        field: &'static str,
+        password: &SecretString,
+    ) -> Result<(), AccountError> {
+        let max = self.rules.password.max_chars;
+        if password.expose_secret().chars().take(max + 1).count() > max {
+            return Err(AccountError::Invalid(vec![FieldViolation::new(
+                field,
+                "too_long",
+                format!("A password has at most {max} characters."),
+            )]));
+        }
+        Ok(())
+    }
+
     async fn record(&self, event: NewAuditEvent) -> Result<(), Unexpected> {
         self.ports.audit.record(event).await.or_unexpected("audit")
     }
@@ -216,26 +264,7 @@ impl AccountService {
         origin: &Origin,
         registration: Registration,
     ) -> Result<User, AccountError> {
-        let email = Email::parse(&registration.email);
-        let display_name = DisplayName::parse(&registration.display_name);
-        let password = self.rules.password.check(
-            registration.password,
-            PasswordContext {
-                email: email.as_ref().ok(),
-                display_name: display_name.as_ref().ok(),
-            },
-        );
-        let (email, display_name, password) = match (email, display_name, password) {
-            (Ok(e), Ok(d), Ok(p)) => (e, d, p),
-            (email, display_name, password) => {
-                let mut violations: Vec<FieldViolation> = [email.err(), display_name.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                violations.extend(password.err().unwrap_or_default());
-                return Err(AccountError::Invalid(violations));
-            }
-        };
+        let (email, display_name, password) = self.parse_registration(registration)?;
 
         let password_hash = self
             .ports
@@ -302,26 +331,7 @@ impl AccountService {
         origin: &Origin,
         registration: Registration,
     ) -> Result<User, AccountError> {
-        let email = Email::parse(&registration.email);
-        let display_name = DisplayName::parse(&registration.display_name);
-        let password = self.rules.password.check(
-            registration.password,
-            PasswordContext {
-                email: email.as_ref().ok(),
-                display_name: display_name.as_ref().ok(),
-            },
-        );
-        let (email, display_name, password) = match (email, display_name, password) {
-            (Ok(e), Ok(d), Ok(p)) => (e, d, p),
-            (email, display_name, password) => {
-                let mut violations: Vec<FieldViolation> = [email.err(), display_name.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                violations.extend(password.err().unwrap_or_default());
-                return Err(AccountError::Invalid(violations));
-            }
-        };
+        let (email, display_name, password) = self.parse_registration(registration)?;
         let password_hash = self
             .ports
             .hasher
@@ -494,14 +504,7 @@ impl AccountService {
         field: &'static str,
         password: &SecretString,
     ) -> Result<User, AccountError> {
-        let max = self.rules.password.max_chars;
-        if password.expose_secret().chars().take(max + 1).count() > max {
-            return Err(AccountError::Invalid(vec![FieldViolation::new(
-                field,
-                "too_long",
-                format!("A password has at most {max} characters."),
-            )]));
-        }
+        self.refuse_overlong(field, password)?;
         let user = self.me(actor).await?;
         let key = self.ports.throttle_keys.account(user.email.as_str());
         if let Some(retry_after) = self
@@ -543,6 +546,32 @@ impl AccountService {
         Ok(user)
     }
 
+    /// Checks a new password against the policy in the user's context (errors on `new_password`)
+    /// and hashes it.
+    async fn hash_new_password(
+        &self,
+        user: &User,
+        new: SecretString,
+    ) -> Result<PasswordHash, AccountError> {
+        let password = self
+            .rules
+            .password
+            .check(
+                new,
+                PasswordContext {
+                    email: Some(&user.email),
+                    display_name: Some(&user.display_name),
+                },
+            )
+            .map_err(|v| AccountError::Invalid(renamed(v, "new_password")))?;
+        Ok(self
+            .ports
+            .hasher
+            .hash(&password)
+            .await
+            .or_unexpected("password hash")?)
+    }
+
     /// Ends sessions and drops them from the liveness cache.
     async fn revoke_sessions(
         &self,
@@ -573,34 +602,11 @@ impl AccountService {
         new: SecretString,
     ) -> Result<(), AccountError> {
         // The new password's length is checked before any hashing, too.
-        let max = self.rules.password.max_chars;
-        if new.expose_secret().chars().take(max + 1).count() > max {
-            return Err(AccountError::Invalid(vec![FieldViolation::new(
-                "new_password",
-                "too_long",
-                format!("A password has at most {max} characters."),
-            )]));
-        }
+        self.refuse_overlong("new_password", &new)?;
         let user = self
             .reauthenticate(actor, origin, "current_password", current)
             .await?;
-        let password = self
-            .rules
-            .password
-            .check(
-                new,
-                PasswordContext {
-                    email: Some(&user.email),
-                    display_name: Some(&user.display_name),
-                },
-            )
-            .map_err(|v| AccountError::Invalid(renamed(v, "new_password")))?;
-        let hash = self
-            .ports
-            .hasher
-            .hash(&password)
-            .await
-            .or_unexpected("password hash")?;
+        let hash = self.hash_new_password(&user, new).await?;
         self.ports
             .users
             .set_password_hash(user.id, &hash)
@@ -676,14 +682,7 @@ impl AccountService {
         token: &str,
         new: SecretString,
     ) -> Result<(), AccountError> {
-        let max = self.rules.password.max_chars;
-        if new.expose_secret().chars().take(max + 1).count() > max {
-            return Err(AccountError::Invalid(vec![FieldViolation::new(
-                "new_password",
-                "too_long",
-                format!("A password has at most {max} characters."),
-            )]));
-        }
+        self.refuse_overlong("new_password", &new)?;
         let digest = self
             .ports
             .opaque_tokens
@@ -702,23 +701,7 @@ impl AccountService {
             .await
             .or_unexpected("user lookup")?
             .ok_or(AccountError::InvalidToken)?;
-        let password = self
-            .rules
-            .password
-            .check(
-                new,
-                PasswordContext {
-                    email: Some(&user.email),
-                    display_name: Some(&user.display_name),
-                },
-            )
-            .map_err(|v| AccountError::Invalid(renamed(v, "new_password")))?;
-        let hash = self
-            .ports
-            .hasher
-            .hash(&password)
-            .await
-            .or_unexpected("password hash")?;
+        let hash = self.hash_new_password(&user, new).await?;
         // Spent here, atomically: of two concurrent resets with one token, one wins.
         if tokens
             .consume(TokenKind::PasswordReset, digest)
