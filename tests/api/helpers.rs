@@ -412,6 +412,25 @@ impl TestApp {
     }
 }
 
+/// Debug events of the password hasher from every app in this test binary, as JSON lines with their
+/// span list (so with the request id). Installed once, globally: the servers run on other threads.
+pub fn hasher_events() -> &'static bulwark_testkit::CapturedLogs {
+    static LOGS: std::sync::OnceLock<bulwark_testkit::CapturedLogs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = bulwark_testkit::CapturedLogs::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_span_list(true)
+            .with_env_filter("warn,bulwark_security::password=debug,bulwark_web::middleware::request_context=info")
+            .with_writer(move || sink.clone())
+            .finish();
+        // Another test binary-wide default cannot exist: this is the only place that sets one.
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
 /// The body every error has.
 #[derive(Debug, Deserialize)]
 pub struct ProblemBody {

@@ -55,6 +55,44 @@ async fn login_with_wrong_password_is_indistinguishable_from_unknown_email() {
 }
 
 #[tokio::test]
+async fn wrong_password_and_unknown_email_each_run_exactly_one_password_verification() {
+    let events = crate::helpers::hasher_events();
+    let app = TestApp::spawn().await;
+    app.register("ada@example.com", PASSWORD, "Ada").await;
+
+    let mut counts = Vec::new();
+    for (email, id) in [
+        (
+            "ada@example.com",
+            format!("wrong-password-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "nobody@example.com",
+            format!("unknown-email-{}", uuid::Uuid::new_v4().simple()),
+        ),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-request-id", &id)
+            .json(&serde_json::json!({"email": email, "password": "Wrong-Horse-Battery-9-Staple"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let verifications = events
+            .text()
+            .lines()
+            .filter(|line| line.contains("password verification") && line.contains(&id))
+            .count();
+        counts.push(verifications);
+    }
+
+    assert_eq!(counts, vec![1, 1], "one argon2 verification each");
+    assert!(!events.text().contains("Wrong-Horse"), "never the password");
+}
+
+#[tokio::test]
 async fn repeated_failures_throttle_existing_and_unknown_emails_alike() {
     let app = TestApp::spawn_with(&[("LOGIN_FREE_FAILURES", "2"), ("LOGIN_LOCK_AFTER", "4")]).await;
     app.register("ada@example.com", PASSWORD, "Ada").await;

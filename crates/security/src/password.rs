@@ -256,6 +256,9 @@ impl PasswordHasher for Argon2Hasher {
         // The same normalisation as the policy applied when the password was set.
         let candidate = bulwark_domain::password::normalize(candidate);
         let stored = stored.map(|h| h.as_str().to_owned());
+        // One event per verification, in the request's span: the black-box suite counts them to
+        // prove that every sign-in failure costs exactly one (never the password or the hash).
+        tracing::debug!(against_dummy = stored.is_none(), "password verification");
         self.run(move |inner| match stored {
             Some(stored) => inner.verify_blocking(candidate.expose_secret().as_bytes(), &stored),
             None => inner
