@@ -11,6 +11,7 @@
     missing_debug_implementations
 )]
 
+mod access;
 mod account;
 mod architecture;
 mod audit;

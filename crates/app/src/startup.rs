@@ -28,6 +28,7 @@ use bulwark_security::sealing::KeyringSealer;
 use bulwark_security::throttle::Sha256ThrottleKeys;
 use bulwark_security::tokens::JwtAccessTokens;
 use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
+use bulwark_web::access::AccessTable;
 use bulwark_web::middleware::{self, SecurityHeaders};
 use bulwark_web::routing::RouteTable;
 use bulwark_web::{cors, extract, routing};
@@ -41,7 +42,11 @@ pub const DOCS_PREFIX: &str = "/docs/";
 
 /// Extra routes, for the black-box test suite only (a handler that panics, one that echoes JSON):
 /// they let the tests prove that every route gets the same middleware. The `bulwark` binary never
-/// passes any.
+/// passes any. They must live under [`TEST_ROUTE_PREFIX`], which is public when (and only when)
+/// test routes are installed.
+pub const TEST_ROUTE_PREFIX: &str = "/__probe/";
+
+/// See [`TEST_ROUTE_PREFIX`].
 pub type TestRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// Why the service could not start.
@@ -68,6 +73,9 @@ pub enum StartupError {
     /// The password hasher could not be built.
     #[error("cannot set up password hashing")]
     Hasher(#[source] bulwark_security::password::HasherSetupError),
+    /// An operation's access declaration is unusable (a bug in an annotation).
+    #[error("invalid access declaration")]
+    Access(#[source] bulwark_transport_rest::AccessDeclarationError),
     /// `SMTP_URL` cannot be used.
     #[error("cannot set up mail delivery")]
     Smtp(#[source] crate::delivery::SmtpSetupError),
@@ -84,6 +92,7 @@ pub struct AppState {
     readiness: web::Data<Readiness>,
     document: web::Data<OpenApiDocument>,
     routes: web::Data<RouteTable>,
+    access: web::Data<AccessTable>,
     jwks: web::Data<JwkSet>,
     auth: web::Data<AuthService>,
     accounts: web::Data<AccountService>,
@@ -117,6 +126,17 @@ impl AppState {
                 .map_err(StartupError::OpenApi)?
                 .into(),
         );
+        let access = bulwark_transport_rest::access_table(&doc).map_err(StartupError::Access)?;
+        let access = if test_routes.is_some() {
+            access.with_public_prefix(TEST_ROUTE_PREFIX)
+        } else {
+            access
+        };
+        let access = if http.docs_ui {
+            access.with_public_prefix(DOCS_PREFIX)
+        } else {
+            access
+        };
         let probes: Vec<Arc<dyn DependencyProbe>> = vec![Arc::new(PgProbe::new(pool.clone()))];
         let tokens = JwtAccessTokens::new(
             &config.keys.jwt_signing,
@@ -203,6 +223,7 @@ impl AppState {
             readiness: web::Data::new(Readiness::new(probes, http.readiness_timeout)),
             document: web::Data::new(document),
             routes: web::Data::new(bulwark_transport_rest::route_table(&doc)),
+            access: web::Data::new(access),
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
             accounts: web::Data::new(accounts),
@@ -245,6 +266,7 @@ pub fn app(
         .app_data(state.readiness.clone())
         .app_data(state.document.clone())
         .app_data(state.routes.clone())
+        .app_data(state.access.clone())
         .app_data(state.jwks.clone())
         .app_data(state.auth.clone())
         .app_data(state.accounts.clone())

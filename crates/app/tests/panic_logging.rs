@@ -33,7 +33,7 @@ async fn a_handler_panic_is_logged_once_with_message_location_and_request_id() {
     // The pool connects lazily and this request never touches it.
     let pool = bulwark_persistence::connect(&config.database);
     let routes: bulwark_app::startup::TestRoutes = Arc::new(|cfg: &mut web::ServiceConfig| {
-        cfg.route("/boom", web::get().to(panics));
+        cfg.route("/__probe/boom", web::get().to(panics));
     });
     let service =
         actix_test::init_service(app(AppState::new(&config, pool, Some(routes)).unwrap())).await;
@@ -47,7 +47,7 @@ async fn a_handler_panic_is_logged_once_with_message_location_and_request_id() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let request = actix_test::TestRequest::get()
-        .uri("/boom")
+        .uri("/__probe/boom")
         .insert_header(("x-request-id", "boom-1"))
         .to_request();
     let status = match actix_test::try_call_service(&service, request).await {

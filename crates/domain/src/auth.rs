@@ -647,18 +647,22 @@ impl AuthService {
             .access_tokens
             .verify(bearer)
             .map_err(AuthenticationError::Rejected)?;
-        let live = self
+        let principal = self
             .ports
             .liveness
-            .is_live(claims.session_id)
+            .principal(claims.session_id)
             .await
             .or_unexpected("session liveness")?;
-        if !live {
+        // A token whose `sub` is not its session's user was not issued by us (or the key leaked):
+        // refused like an ended session.
+        let Some(principal) = principal.filter(|p| p.user_id == claims.user_id) else {
             return Err(AuthenticationError::SessionEnded);
-        }
+        };
         Ok(Actor {
             user_id: claims.user_id,
             session_id: claims.session_id,
+            role: principal.role,
+            authenticated_at: principal.authenticated_at,
         })
     }
 }
@@ -791,6 +795,12 @@ mod tests {
         async fn is_live(&self, _: Uuid) -> Result<bool, SessionStoreError> {
             Ok(true)
         }
+        async fn principal(
+            &self,
+            _: Uuid,
+        ) -> Result<Option<crate::session::SessionPrincipal>, SessionStoreError> {
+            Ok(None)
+        }
         async fn revoke(
             &self,
             _: Uuid,
@@ -821,8 +831,11 @@ mod tests {
 
     #[async_trait]
     impl SessionLiveness for Ports {
-        async fn is_live(&self, _: Uuid) -> Result<bool, SessionStoreError> {
-            Ok(true)
+        async fn principal(
+            &self,
+            _: Uuid,
+        ) -> Result<Option<crate::session::SessionPrincipal>, SessionStoreError> {
+            Ok(None)
         }
         fn forget(&self, _: &[Uuid]) {}
     }

@@ -6,9 +6,11 @@
 
 use std::net::IpAddr;
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{EventType, NewAuditEvent, Outcome};
+use crate::user::Role;
 
 /// Where a request came from, for the audit trail and for throttling.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,11 +36,16 @@ impl Origin {
     }
 }
 
-/// An authenticated caller: a user acting through one session.
+/// An authenticated caller: a user acting through one session, with the role it has *now* (read
+/// with the session on every request, so a demotion or a lock counts from the next request on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     /// The user (`sub`).
     pub user_id: Uuid,
     /// The session the access token belongs to (`sid`).
     pub session_id: Uuid,
+    /// The user's role.
+    pub role: Role,
+    /// When the session signed in (for "recent authentication" rules).
+    pub authenticated_at: OffsetDateTime,
 }

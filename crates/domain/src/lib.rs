@@ -26,6 +26,7 @@
 //! - [`mail`]: what the service mails, and the [`mail::Mailer`] port (an outbox in PostgreSQL).
 //! - [`context`]: [`context::Origin`] and [`context::Actor`], the explicit request context.
 //! - [`error`]: [`error::Unexpected`], the failure the client did not cause.
+//! - [`policy`]: roles, permissions, and the function-level "may this actor do this?".
 //!
 //! The use cases, in the order to read them:
 //! - [`auth::AuthService`]: login, refresh, logout, sessions, and bearer token → actor.
@@ -41,6 +42,7 @@ pub mod health;
 pub mod mail;
 pub mod opaque;
 pub mod password;
+pub mod policy;
 pub mod sealing;
 pub mod session;
 pub mod throttle;

@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::user::Role;
+
 /// How long sessions live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {
@@ -172,6 +174,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// [`SessionStoreError`] when the store fails. Callers deny access then (no fail-open).
     async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError>;
 
+    /// The principal of a live session whose user is neither locked nor deleted.
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the store fails.
+    async fn principal(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionPrincipal>, SessionStoreError>;
+
     /// Revokes one session of one user. Returns false when there was no such live session *of that
     /// user* (so a user cannot revoke another user's session, nor learn that it exists).
     ///
@@ -230,16 +241,31 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
 }
 
-/// The check every authenticated request makes: is the token's session still live? Implemented
-/// with a cache that the revoking instance clears at once and other instances clear on a database
-/// notification (`bulwark-persistence::liveness`).
+/// Who a live session acts as: its user, the user's current role, and when it signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPrincipal {
+    /// The session's user.
+    pub user_id: Uuid,
+    /// The user's role now.
+    pub role: Role,
+    /// When the session was created (the sign-in).
+    pub authenticated_at: OffsetDateTime,
+}
+
+/// The check every authenticated request makes: is the token's session still live, and as whom?
+/// Implemented with a cache that the revoking instance clears at once and other instances clear on
+/// a database notification (`bulwark-persistence::liveness`) — also when the user's role changes.
 #[async_trait]
 pub trait SessionLiveness: Send + Sync + fmt::Debug {
-    /// Whether the session is live.
+    /// The session's principal; `None` when the session is not live or its user is locked or
+    /// deleted.
     ///
     /// # Errors
     /// [`SessionStoreError`] when there is no fresh answer; the caller refuses the request.
-    async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError>;
+    async fn principal(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionPrincipal>, SessionStoreError>;
 
     /// Drops any cached answer for these sessions; called right after revoking them.
     fn forget(&self, session_ids: &[Uuid]);

@@ -5,7 +5,12 @@
 //! - on the instance that revoked, at once ([`CachedLiveness::forget`], called by the service that
 //!   revokes);
 //! - on every instance, within milliseconds, through PostgreSQL `LISTEN`/`NOTIFY`: the
-//!   `sessions_notify_revoked_*` triggers send the session id on `session_revoked` at commit.
+//!   `sessions_notify_revoked_*` triggers send the session id on `session_revoked` at commit, and
+//!   the `users_notify_principal_changed` trigger sends the ids of a user's live sessions when
+//!   the user's role, lock or deletion changes.
+//!
+//! What is cached is the session's *principal* — its user, the user's current role and the sign-in
+//! time — so a demotion takes effect on the next request just as a revocation does.
 //!
 //! An answer read from the database is cached only if no invalidation happened while it was being
 //! read (an *epoch* counter): otherwise a request that read "live" just before a revocation
@@ -24,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bulwark_domain::session::{SessionLiveness, SessionStore, SessionStoreError};
+use bulwark_domain::session::{SessionLiveness, SessionPrincipal, SessionStore, SessionStoreError};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -43,7 +48,7 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct CachedLiveness {
     store: PgSessionStore,
     ttl: Duration,
-    cache: Arc<Mutex<HashMap<Uuid, Instant>>>,
+    cache: Arc<Mutex<HashMap<Uuid, (Instant, SessionPrincipal)>>>,
     listening: Arc<AtomicBool>,
     /// Bumped by every invalidation; see the module docs.
     epoch: Arc<AtomicU64>,
@@ -63,32 +68,46 @@ impl CachedLiveness {
         }
     }
 
-    /// Whether the session is live.
+    /// Whether the session is live (and its user neither locked nor deleted).
     ///
     /// # Errors
     /// [`SessionStoreError`] when the database cannot answer and no fresh cached answer exists.
     pub async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError> {
+        Ok(self.principal(session_id).await?.is_some())
+    }
+
+    /// The session's principal (user, current role, sign-in time), or `None` when the session is
+    /// not live or its user is locked or deleted.
+    ///
+    /// # Errors
+    /// [`SessionStoreError`] when the database cannot answer and no fresh cached answer exists.
+    pub async fn principal(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionPrincipal>, SessionStoreError> {
         if self.listening.load(Ordering::Acquire) {
             let cached = self
                 .lock()
                 .get(&session_id)
-                .is_some_and(|at| at.elapsed() < self.ttl);
-            if cached {
-                return Ok(true);
+                .filter(|(at, _)| at.elapsed() < self.ttl)
+                .map(|(_, principal)| *principal);
+            if cached.is_some() {
+                return Ok(cached);
             }
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let live = self.store.is_live(session_id).await?;
-        if live {
-            self.remember(session_id, epoch);
-        } else {
-            self.lock().remove(&session_id);
+        let principal = self.store.principal(session_id).await?;
+        match principal {
+            Some(principal) => self.remember(session_id, principal, epoch),
+            None => {
+                self.lock().remove(&session_id);
+            }
         }
-        Ok(live)
+        Ok(principal)
     }
 
-    /// Caches "live", unless an invalidation happened since `epoch_before` was read.
-    fn remember(&self, session_id: Uuid, epoch_before: u64) {
+    /// Caches an answer, unless an invalidation happened since `epoch_before` was read.
+    fn remember(&self, session_id: Uuid, principal: SessionPrincipal, epoch_before: u64) {
         let mut cache = self.lock();
         // Checked under the lock: `forget` and `reset` bump the epoch under the same lock.
         if !self.listening.load(Ordering::Acquire)
@@ -99,7 +118,7 @@ impl CachedLiveness {
         if cache.len() >= MAX_ENTRIES {
             cache.clear();
         }
-        cache.insert(session_id, Instant::now());
+        cache.insert(session_id, (Instant::now(), principal));
     }
 
     /// Drops the cached answer for these sessions (call it right after revoking them).
@@ -117,7 +136,7 @@ impl CachedLiveness {
         self.listening.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Instant, SessionPrincipal)>> {
         // A panic while holding this lock cannot leave the map inconsistent (every operation is a
         // single insert/remove/clear), so a poisoned lock is still safe to use.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
@@ -174,8 +193,11 @@ impl CachedLiveness {
 /// The port the request path uses; the inherent methods above are the implementation.
 #[async_trait]
 impl SessionLiveness for CachedLiveness {
-    async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionStoreError> {
-        CachedLiveness::is_live(self, session_id).await
+    async fn principal(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionPrincipal>, SessionStoreError> {
+        CachedLiveness::principal(self, session_id).await
     }
 
     fn forget(&self, session_ids: &[Uuid]) {
@@ -187,6 +209,14 @@ impl SessionLiveness for CachedLiveness {
 mod tests {
     use super::*;
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    fn principal() -> SessionPrincipal {
+        SessionPrincipal {
+            user_id: Uuid::nil(),
+            role: bulwark_domain::user::Role::User,
+            authenticated_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
 
     fn offline() -> CachedLiveness {
         // A pool that never connects: these tests exercise the cache alone.
@@ -205,12 +235,12 @@ mod tests {
         // …while a revocation's notification is handled…
         liveness.forget(&[id]);
         // …so its answer must not be cached.
-        liveness.remember(id, before);
+        liveness.remember(id, principal(), before);
         assert!(!liveness.lock().contains_key(&id));
 
         // An answer read after the revocation is cached as usual.
         let after = liveness.epoch.load(Ordering::Acquire);
-        liveness.remember(id, after);
+        liveness.remember(id, principal(), after);
         assert!(liveness.lock().contains_key(&id));
     }
 
@@ -218,11 +248,11 @@ mod tests {
     async fn a_reconnect_invalidates_answers_in_flight_and_cached() {
         let liveness = offline();
         let (cached, in_flight) = (Uuid::new_v4(), Uuid::new_v4());
-        liveness.remember(cached, liveness.epoch.load(Ordering::Acquire));
+        liveness.remember(cached, principal(), liveness.epoch.load(Ordering::Acquire));
         let before = liveness.epoch.load(Ordering::Acquire);
 
         liveness.reset(true);
-        liveness.remember(in_flight, before);
+        liveness.remember(in_flight, principal(), before);
 
         assert!(liveness.lock().is_empty());
     }
@@ -232,7 +262,7 @@ mod tests {
         let liveness = offline();
         liveness.reset(false);
         let id = Uuid::new_v4();
-        liveness.remember(id, liveness.epoch.load(Ordering::Acquire));
+        liveness.remember(id, principal(), liveness.epoch.load(Ordering::Acquire));
         assert!(liveness.lock().is_empty());
     }
 }

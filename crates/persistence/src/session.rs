@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use bulwark_domain::audit::MAX_USER_AGENT_CHARS;
 use bulwark_domain::session::{
     NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionInfo, SessionPolicy,
-    SessionStore, SessionStoreError,
+    SessionPrincipal, SessionStore, SessionStoreError,
 };
+use bulwark_domain::user::Role;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -31,9 +32,14 @@ impl PgSessionStore {
     }
 }
 
-fn store_error(error: sqlx::Error) -> SessionStoreError {
+fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> SessionStoreError {
     SessionStoreError(Box::new(error))
 }
+
+/// A `users.role` value the domain does not know: a broken invariant, an error for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("user {0} has a role the domain does not know")]
+struct UnknownRole(Uuid);
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
@@ -173,6 +179,33 @@ impl SessionStore for PgSessionStore {
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)
+    }
+
+    async fn principal(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<SessionPrincipal>, SessionStoreError> {
+        let row = sqlx::query!(
+            r#"
+            select s.user_id, u.role, s.created_at
+            from sessions s join users u on u.id = s.user_id
+            where s.id = $1 and s.revoked_at is null and s.expires_at > now() and s.idle_expires_at > now()
+              and u.deleted_at is null and u.locked_at is null
+            "#,
+            session_id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(|r| {
+            Ok(SessionPrincipal {
+                user_id: r.user_id,
+                role: Role::from_stored(&r.role)
+                    .ok_or_else(|| store_error(UnknownRole(r.user_id)))?,
+                authenticated_at: r.created_at,
+            })
+        })
+        .transpose()
     }
 
     #[tracing::instrument(name = "sessions.revoke", skip_all, fields(%user_id, %session_id, reason = reason.as_str()))]

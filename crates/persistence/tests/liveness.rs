@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bulwark_domain::session::{
     NewSession, RefreshTokenHash, RevocationReason, SessionLiveness, SessionPolicy, SessionStore,
 };
+use bulwark_domain::user::Role;
 use bulwark_persistence::liveness::CachedLiveness;
 use bulwark_persistence::session::PgSessionStore;
 use bulwark_testkit::TestDatabase;
@@ -209,18 +210,66 @@ async fn the_liveness_port_answers_from_the_cache_and_forgets_on_request() {
         .await
         .unwrap();
     let port: Arc<dyn SessionLiveness> = Arc::new(liveness);
-    assert!(port.is_live(session_id).await.unwrap());
+    assert!(port.principal(session_id).await.unwrap().is_some());
 
     store
         .revoke(user_id, session_id, RevocationReason::Logout)
         .await
         .unwrap();
     assert!(
-        port.is_live(session_id).await.unwrap(),
+        port.principal(session_id).await.unwrap().is_some(),
         "the cached answer stands until it is forgotten"
     );
     port.forget(&[session_id]);
 
-    assert!(!port.is_live(session_id).await.unwrap());
+    assert!(port.principal(session_id).await.unwrap().is_none());
+    pool.close().await;
+}
+
+/// Waits up to 3 s for `check` to hold.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..60 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_role_change_or_a_lock_reaches_the_cached_principal_on_every_instance() {
+    let db = TestDatabase::migrated().await;
+    let (liveness, pool) = instance(&db).await;
+    let store = PgSessionStore::new(db.pool.clone());
+    let (user_id, session_id) = live_session(&db, &store).await;
+    let before = liveness.principal(session_id).await.unwrap().unwrap();
+    assert_eq!(before.role, Role::User);
+    assert_eq!(before.user_id, user_id);
+
+    // Another instance (here: any writer) promotes the user.
+    sqlx::query("update users set role = 'admin' where id = $1")
+        .bind(user_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let promoted = eventually(async || {
+        liveness
+            .principal(session_id)
+            .await
+            .unwrap()
+            .map(|p| p.role)
+            == Some(Role::Admin)
+    })
+    .await;
+    assert!(promoted, "the cached role was replaced");
+
+    sqlx::query("update users set locked_at = now() where id = $1")
+        .bind(user_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let locked = eventually(async || liveness.principal(session_id).await.unwrap().is_none()).await;
+    assert!(locked, "a locked user's session has no principal");
     pool.close().await;
 }

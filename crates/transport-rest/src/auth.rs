@@ -225,6 +225,7 @@ pub(crate) fn account_problem(error: AccountError) -> ProblemError {
 #[utoipa::path(
     tag = "auth",
     operation_id = "login",
+    security(()),
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in.", body = TokenPairResponse,
@@ -262,6 +263,7 @@ pub async fn login(
 #[utoipa::path(
     tag = "auth",
     operation_id = "refresh",
+    security(()),
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "The next pair.", body = TokenPairResponse),
@@ -292,6 +294,7 @@ pub async fn refresh(
 #[utoipa::path(
     tag = "auth",
     operation_id = "logout",
+    security(()),
     request_body = RefreshRequest,
     responses(
         (status = 204, description = "The session has ended (or had already)."),
@@ -394,6 +397,7 @@ pub async fn revoke_session(
 #[utoipa::path(
     tag = "auth",
     operation_id = "forgot_password",
+    security(()),
     request_body = ForgotPasswordRequest,
     responses(
         (status = 202, description = "Accepted (whatever the email)."),
@@ -427,6 +431,7 @@ pub async fn forgot_password(
 #[utoipa::path(
     tag = "auth",
     operation_id = "reset_password",
+    security(()),
     request_body = ResetPasswordRequest,
     responses(
         (status = 204, description = "The password is set; every session has ended."),
@@ -454,6 +459,7 @@ pub async fn reset_password(
 #[utoipa::path(
     tag = "auth",
     operation_id = "verify_email",
+    security(()),
     request_body = VerifyEmailRequest,
     responses(
         (status = 204, description = "The address is verified."),

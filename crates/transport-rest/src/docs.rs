@@ -13,6 +13,7 @@ pub struct OpenApiDocument(pub Arc<str>);
 #[utoipa::path(
     tag = "meta",
     operation_id = "get_openapi_document",
+    security(()),
     responses((status = 200, description = "The OpenAPI document.", content_type = "application/json")),
 )]
 #[get("/openapi.json")]

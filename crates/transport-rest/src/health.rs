@@ -44,6 +44,7 @@ pub struct HealthStatus {
 #[utoipa::path(
     tag = "health",
     operation_id = "get_liveness",
+    security(()),
     responses((status = 200, description = "The process answers.", body = HealthStatus)),
 )]
 #[get("/health/live")]
@@ -59,6 +60,7 @@ pub async fn live() -> web::Json<HealthStatus> {
 #[utoipa::path(
     tag = "health",
     operation_id = "get_readiness",
+    security(()),
     responses(
         (status = 200, description = "Every dependency answers.", body = HealthStatus),
         (status = 503, description = "A dependency does not answer in time.", body = bulwark_web::Problem,

@@ -53,6 +53,7 @@ pub struct JwkSet {
 #[utoipa::path(
     tag = "auth",
     operation_id = "get_jwks",
+    security(()),
     responses((status = 200, description = "The JSON Web Key Set.", body = JwkSet)),
 )]
 #[get("/.well-known/jwks.json")]

@@ -139,6 +139,87 @@ pub fn route_table(doc: &utoipa::openapi::OpenApi) -> bulwark_web::routing::Rout
     }))
 }
 
+/// An operation whose `security` declaration the access table cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {path}: {problem}")]
+pub struct AccessDeclarationError {
+    /// The method.
+    pub method: String,
+    /// The path pattern.
+    pub path: String,
+    /// What is wrong.
+    pub problem: &'static str,
+}
+
+/// The access class of every documented operation, read from its `security` requirement (see
+/// `bulwark_web::access`). Operations without a declaration are left out, which makes them
+/// "authenticated" at run time; `tests/api/access.rs` fails the build for them.
+///
+/// # Errors
+/// [`AccessDeclarationError`] for a requirement that names another scheme, several requirements, or
+/// a scope that is not a known permission — a bug in an annotation, refused at start-up.
+pub fn access_table(
+    doc: &utoipa::openapi::OpenApi,
+) -> Result<bulwark_web::access::AccessTable, AccessDeclarationError> {
+    use actix_web::http::Method;
+    use bulwark_domain::policy::Permission;
+    use bulwark_web::access::Access;
+
+    let mut entries = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
+            (Method::DELETE, &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let Some(security) = &operation.security else {
+                continue;
+            };
+            let error = |problem| AccessDeclarationError {
+                method: method.to_string(),
+                path: path.clone(),
+                problem,
+            };
+            // A requirement serialises as `{}` (public) or `{"bearer": [scopes…]}`.
+            let requirements = serde_json::to_value(security)
+                .map_err(|_| error("the security requirement does not serialise"))?;
+            let [requirement] = requirements
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            else {
+                return Err(error("declare exactly one security requirement"));
+            };
+            let requirement = requirement
+                .as_object()
+                .ok_or_else(|| error("a security requirement is an object"))?;
+            let access = match requirement.get("bearer") {
+                None if requirement.is_empty() => Access::Public,
+                None => return Err(error("only the `bearer` scheme is known")),
+                Some(_) if requirement.len() > 1 => {
+                    return Err(error("only the `bearer` scheme is known"));
+                }
+                Some(scopes) => match scopes.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    [] => Access::Authenticated,
+                    [scope] => Access::Permission(
+                        scope
+                            .as_str()
+                            .and_then(Permission::parse)
+                            .ok_or_else(|| error("the scope is not a known permission"))?,
+                    ),
+                    _ => return Err(error("declare at most one permission")),
+                },
+            };
+            entries.push((path.clone(), method, access));
+        }
+    }
+    Ok(bulwark_web::access::AccessTable::new(entries))
+}
+
 /// The document rendered exactly as `openapi/openapi.json` holds it: pretty JSON, a final newline.
 ///
 /// # Errors

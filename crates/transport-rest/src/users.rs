@@ -124,6 +124,7 @@ pub struct DeleteMeRequest {
 #[utoipa::path(
     tag = "users",
     operation_id = "register",
+    security(()),
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered (or, indistinguishably, the email was taken and its owner was told).", body = RegisteredUser),

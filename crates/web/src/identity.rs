@@ -1,20 +1,18 @@
 //! Who is calling, for every transport: the bearer-token extractor that yields an [`Actor`], the
 //! request's [`Origin`], and the mapping of the domain's errors to problems.
 //!
-//! The decision itself is the domain's ([`AuthService::authenticate`]: signature, algorithm, type,
-//! issuer, audience, time, and the session still live). This module only finds the token in the
-//! request and turns every refusal into the one 401 the contract names — the reason goes to the log,
-//! never to the client.
+//! The decision itself is the domain's (`AuthService::authenticate`: signature, algorithm, type,
+//! issuer, audience, time, and the session still live, with the user's current role). The access
+//! middleware ([`crate::access`]) calls it for every route that is not public; this module finds the
+//! token in the request and turns every refusal into the one 401 the contract names — the reason
+//! goes to the log, never to the client.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{FromRequest, HttpRequest, web};
-use bulwark_domain::auth::{AuthService, AuthenticationError};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use bulwark_domain::context::{Actor, Origin};
 use bulwark_domain::error::Unexpected;
 use bulwark_domain::user::FieldViolation;
@@ -103,28 +101,14 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
 
 impl FromRequest for Authenticated {
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
 
+    /// The actor that the access middleware ([`crate::access::enforce`]) authenticated for this
+    /// request. Absent — the route is declared public yet its handler wants an actor — it fails
+    /// closed with 401 (and the route-declaration tests catch the inconsistency).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer_token(req).map(str::to_owned);
-        let service = req.app_data::<web::Data<AuthService>>().cloned();
-        Box::pin(async move {
-            let Some(service) = service else {
-                return Err(ProblemError::internal("AuthService is not registered").into());
-            };
-            let Some(token) = token else {
-                tracing::debug!("no usable bearer token");
-                return Err(unauthenticated().into());
-            };
-            match service.authenticate(&token).await {
-                Ok(actor) => Ok(Self(actor)),
-                Err(AuthenticationError::Unexpected(e)) => Err(unexpected(e).into()),
-                Err(refused) => {
-                    tracing::info!(reason = %refused, "access token refused");
-                    Err(unauthenticated().into())
-                }
-            }
-        })
+        let actor = req.extensions().get::<Actor>().copied();
+        std::future::ready(actor.map(Self).ok_or_else(|| unauthenticated().into()))
     }
 }
 

@@ -8,6 +8,8 @@
 //!   the turning of *every* error (404, 405, 413, a panic) into a problem, and a request deadline;
 //! - [`extract`]: body-size, content-type and JSON-shape rules for extractors, mapped to problems;
 //! - [`cors`]: CORS from an allowlist;
+//! - [`access`]: deny by default — each route's declared access class (public, authenticated,
+//!   permission) enforced before its handler;
 //! - [`identity`]: the bearer-token extractor that yields the domain's `Actor`, the request's
 //!   `Origin`, and the mapping of domain errors to problems.
 //!
@@ -17,6 +19,7 @@
 //! **Never imports** a database crate, the security adapters or the app's configuration: settings
 //! arrive as plain values.
 
+pub mod access;
 pub mod cors;
 pub mod extract;
 pub mod identity;

@@ -32,6 +32,8 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:bulwark:problem:unsupported-media-type";
     /// A dependency is not available; retry later.
     pub const SERVICE_UNAVAILABLE: &str = "urn:bulwark:problem:service-unavailable";
+    /// Authenticated, but the caller's role does not allow this.
+    pub const FORBIDDEN: &str = "urn:bulwark:problem:forbidden";
     /// No valid credentials (missing, malformed, expired or revoked token).
     pub const UNAUTHENTICATED: &str = "urn:bulwark:problem:unauthenticated";
     /// Sign-in failed. Deliberately one type for unknown email, wrong password and locked account.

@@ -7,7 +7,10 @@
 //! 4. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
 //!    RFC 9457 problem, and logs 5xx causes once;
 //! 5. [`timeout`] — the request deadline;
-//! 6. CORS (see [`crate::cors`]) — innermost, so its rejections become problems too.
+//! 6. CORS (see [`crate::cors`]), so its rejections become problems too and preflights never need
+//!    credentials;
+//! 7. access (see [`crate::access`]) — innermost: authentication and function-level authorisation
+//!    per the route's declared access class.
 //!
 //! [`install`] applies them in this order so that no caller can get it wrong.
 //!
@@ -58,7 +61,8 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    app.wrap(cors)
+    app.wrap(from_fn(crate::access::enforce))
+        .wrap(cors)
         .wrap(from_fn(move |req, next| {
             timeout::deadline(request_timeout, req, next)
         }))
