@@ -55,6 +55,7 @@ pub const PASSWORD: &str = "Correct-Horse-Battery-9-Staple";
 /// A registered, signed-in account.
 #[derive(Debug, Clone)]
 pub struct Account {
+    pub email: String,
     pub user_id: String,
     pub access_token: String,
     pub refresh_token: String,
@@ -343,6 +344,7 @@ impl TestApp {
         let access_token = pair["access_token"].as_str().unwrap().to_owned();
         let me: Value = self.get_me(&access_token).await.json().await.unwrap();
         Account {
+            email: email.to_owned(),
             user_id: me["id"].as_str().unwrap().to_owned(),
             access_token,
             refresh_token: pair["refresh_token"].as_str().unwrap().to_owned(),

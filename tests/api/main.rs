@@ -18,6 +18,7 @@ mod audit;
 mod compose;
 mod cors;
 mod database;
+mod documents;
 mod errors;
 mod headers;
 mod health;

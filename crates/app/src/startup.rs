@@ -12,9 +12,11 @@ use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
 use bulwark_domain::account::{AccountPorts, AccountRules, AccountService};
 use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
+use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
 use bulwark_persistence::PgPool;
 use bulwark_persistence::audit::PgAuditLog;
+use bulwark_persistence::document::PgDocumentRepository;
 use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::liveness::{self, CachedLiveness};
 use bulwark_persistence::one_time::PgOneTimeTokenStore;
@@ -22,6 +24,7 @@ use bulwark_persistence::outbox::PgOutbox;
 use bulwark_persistence::session::PgSessionStore;
 use bulwark_persistence::throttle::PgLoginThrottle;
 use bulwark_persistence::user::PgUserRepository;
+use bulwark_security::html::AmmoniaSanitizer;
 use bulwark_security::opaque::PrefixedTokens;
 use bulwark_security::password::Argon2Hasher;
 use bulwark_security::sealing::KeyringSealer;
@@ -96,6 +99,7 @@ pub struct AppState {
     jwks: web::Data<JwkSet>,
     auth: web::Data<AuthService>,
     accounts: web::Data<AccountService>,
+    documents: web::Data<DocumentService>,
     liveness: CachedLiveness,
     outbox: PgOutbox,
     test_routes: Option<TestRoutes>,
@@ -193,6 +197,11 @@ impl AppState {
                 ..AuthRules::default()
             },
         );
+        let documents = DocumentService::new(DocumentPorts {
+            documents: Arc::new(PgDocumentRepository::new(pool.clone())),
+            sanitizer: Arc::new(AmmoniaSanitizer::new()),
+            audit: audit.clone(),
+        });
         let accounts = AccountService::new(
             AccountPorts {
                 users,
@@ -227,6 +236,7 @@ impl AppState {
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
             accounts: web::Data::new(accounts),
+            documents: web::Data::new(documents),
             liveness,
             outbox,
             http,
@@ -270,6 +280,7 @@ pub fn app(
         .app_data(state.jwks.clone())
         .app_data(state.auth.clone())
         .app_data(state.accounts.clone())
+        .app_data(state.documents.clone())
         .configure(bulwark_transport_rest::routes)
         .split_for_parts();
     let app = match state.test_routes {

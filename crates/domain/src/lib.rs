@@ -37,6 +37,8 @@ pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod document;
+pub mod documents;
 pub mod error;
 pub mod health;
 pub mod mail;

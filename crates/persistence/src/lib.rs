@@ -5,7 +5,8 @@
 //! [`audit::PgAuditLog`], [`health::PgProbe`], [`user::PgUserRepository`],
 //! [`session::PgSessionStore`] with its cache [`liveness::CachedLiveness`],
 //! [`throttle::PgLoginThrottle`], [`one_time::PgOneTimeTokenStore`] (verification and reset
-//! tokens) and [`outbox::PgOutbox`] (mail, secrets sealed).
+//! tokens), [`outbox::PgOutbox`] (mail, secrets sealed) and [`document::PgDocumentRepository`]
+//! (documents and their shares: keyset paging, literal title search).
 //!
 //! Rules this crate keeps:
 //! - Only `sqlx::query!`/`query_as!` (checked against the schema at compile time, offline through
@@ -16,6 +17,7 @@
 //! **Never imports** a transport (actix, async-graphql) or the app's configuration.
 
 pub mod audit;
+pub mod document;
 pub mod health;
 pub mod liveness;
 pub mod maintenance;

@@ -4,8 +4,9 @@
 //! hashing with a bounded queue ([`password`]), EdDSA access tokens and the JWKS ([`tokens`]),
 //! prefixed opaque tokens — refresh, email verification, password reset — ([`opaque`], with
 //! [`refresh`] as the refresh tokens' own face of it), throttle keys for emails and client
-//! addresses ([`throttle`]) and AES-256-GCM sealing of secrets at rest ([`sealing`]). TOTP and
-//! API-key hashing join them with the MFA issue.
+//! addresses ([`throttle`]), AES-256-GCM sealing of secrets at rest ([`sealing`]) and the
+//! allowlist HTML sanitiser for document bodies ([`html`], on ammonia). TOTP and API-key hashing
+//! join them with the MFA issue.
 //!
 //! Rules this crate keeps:
 //! - One crypto backend, aws-lc-rs, for everything (two backends make rustls panic at start-up and
@@ -14,6 +15,7 @@
 //!
 //! **Never imports** a transport (actix, async-graphql) or a database crate.
 
+pub mod html;
 pub mod keys;
 pub mod opaque;
 pub mod password;

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod docs;
+pub mod documents;
 pub mod health;
 pub mod jwks;
 pub mod users;
@@ -39,6 +40,7 @@ pub use jwks::{Jwk, JwkSet};
         (name = "meta", description = "This document."),
         (name = "auth", description = "Authentication: keys, tokens, sessions."),
         (name = "users", description = "Accounts: registration and the caller's own account."),
+        (name = "documents", description = "The example resource: documents with visibility, tags and sharing; object-level authorisation on every verb."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
     modifiers(&BearerScheme),
@@ -102,7 +104,21 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(users::get_me)
         .service(users::update_me)
         .service(users::change_password)
-        .service(users::delete_me);
+        .service(users::delete_me)
+        .service(
+            // Document bodies may be up to 100 KiB, over the service-wide JSON limit.
+            utoipa_actix_web::scope::scope("/api/v1/documents")
+                .app_data(bulwark_web::extract::json_config(
+                    documents::DOCUMENT_JSON_LIMIT,
+                ))
+                .service(documents::create_document)
+                .service(documents::list_documents)
+                .service(documents::get_document)
+                .service(documents::update_document)
+                .service(documents::delete_document)
+                .service(documents::share_document)
+                .service(documents::unshare_document),
+        );
 }
 
 /// The OpenAPI document of the routes in [`routes`]; `bulwark openapi` prints it and `make openapi`

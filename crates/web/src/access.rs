@@ -122,7 +122,9 @@ pub async fn enforce(
         Ok(None) => {}
         Err(refusal) => return Ok(req.error_response(refusal).map_into_right_body()),
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// The actor the route needs (`None` for a public or unmatched route), or the refusal.

@@ -32,6 +32,10 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:bulwark:problem:unsupported-media-type";
     /// A dependency is not available; retry later.
     pub const SERVICE_UNAVAILABLE: &str = "urn:bulwark:problem:service-unavailable";
+    /// A conditional request named a version that is not the current one.
+    pub const STALE_VERSION: &str = "urn:bulwark:problem:stale-version";
+    /// A change was sent without `If-Match`.
+    pub const PRECONDITION_REQUIRED: &str = "urn:bulwark:problem:precondition-required";
     /// Authenticated, but the caller's role does not allow this.
     pub const FORBIDDEN: &str = "urn:bulwark:problem:forbidden";
     /// No valid credentials (missing, malformed, expired or revoked token).
