@@ -13,6 +13,7 @@
 
 mod access;
 mod account;
+mod admin;
 mod architecture;
 mod audit;
 mod compose;

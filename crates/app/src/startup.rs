@@ -11,6 +11,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
 use bulwark_domain::account::{AccountPorts, AccountRules, AccountService};
+use bulwark_domain::admin::{AdminPorts, AdminService};
+use bulwark_domain::audit::AuditLog;
 use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
@@ -100,6 +102,8 @@ pub struct AppState {
     auth: web::Data<AuthService>,
     accounts: web::Data<AccountService>,
     documents: web::Data<DocumentService>,
+    admin: web::Data<AdminService>,
+    audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
     outbox: PgOutbox,
     test_routes: Option<TestRoutes>,
@@ -202,6 +206,15 @@ impl AppState {
             sanitizer: Arc::new(AmmoniaSanitizer::new()),
             audit: audit.clone(),
         });
+        let audit_reader = audit.clone();
+        let audit_log: Arc<dyn AuditLog> = audit.clone();
+        let admin_ports = AdminPorts {
+            users: users.clone(),
+            sessions: sessions.clone(),
+            liveness: Arc::new(liveness.clone()),
+            audit: audit.clone(),
+            audit_reader,
+        };
         let accounts = AccountService::new(
             AccountPorts {
                 users,
@@ -235,8 +248,10 @@ impl AppState {
             access: web::Data::new(access),
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
+            admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
             accounts: web::Data::new(accounts),
             documents: web::Data::new(documents),
+            audit: web::Data::from(audit_log),
             liveness,
             outbox,
             http,
@@ -281,6 +296,8 @@ pub fn app(
         .app_data(state.auth.clone())
         .app_data(state.accounts.clone())
         .app_data(state.documents.clone())
+        .app_data(state.admin.clone())
+        .app_data(state.audit.clone())
         .configure(bulwark_transport_rest::routes)
         .split_for_parts();
     let app = match state.test_routes {

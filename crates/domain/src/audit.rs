@@ -266,6 +266,63 @@ pub trait AuditLog: Send + Sync + std::fmt::Debug {
     async fn record(&self, event: NewAuditEvent) -> Result<(), AuditError>;
 }
 
+/// One stored audit event, as the audit API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Position in the trail (increasing).
+    pub id: i64,
+    /// When.
+    pub occurred_at: time::OffsetDateTime,
+    /// What.
+    pub event_type: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// Who acted.
+    pub actor_user_id: Option<Uuid>,
+    /// What it was about.
+    pub subject: Option<(String, Uuid)>,
+    /// From where.
+    pub ip: Option<IpAddr>,
+    /// With which client.
+    pub user_agent: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// The detail object.
+    pub detail: serde_json::Value,
+}
+
+/// An audit listing, already parsed: newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Only events with an id below this (the cursor).
+    pub before_id: Option<i64>,
+    /// Only this event type.
+    pub event_type: Option<EventType>,
+    /// Only events whose actor or subject is this user.
+    pub user_id: Option<Uuid>,
+}
+
+/// A page of audit events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    /// The events, newest first.
+    pub items: Vec<AuditRecord>,
+    /// The id to pass as `before_id` for the next page.
+    pub next_before_id: Option<i64>,
+}
+
+/// Reading the audit trail (the admin API).
+#[async_trait]
+pub trait AuditReader: Send + Sync + std::fmt::Debug {
+    /// A page of events.
+    ///
+    /// # Errors
+    /// [`AuditError::Unavailable`] when the store cannot be read.
+    async fn list(&self, query: &AuditQuery) -> Result<AuditPage, AuditError>;
+}
+
 /// The audit trail could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

@@ -755,6 +755,24 @@ mod tests {
         async fn delete_and_anonymise(&self, _: Uuid) -> Result<bool, UserStoreError> {
             Ok(false)
         }
+        async fn list(
+            &self,
+            _: &crate::user::UserQuery,
+        ) -> Result<crate::user::UserPage, UserStoreError> {
+            unreachable!()
+        }
+        async fn summary(
+            &self,
+            _: Uuid,
+        ) -> Result<Option<crate::user::UserSummary>, UserStoreError> {
+            Ok(None)
+        }
+        async fn set_role(&self, _: Uuid, _: crate::user::Role) -> Result<bool, UserStoreError> {
+            Ok(false)
+        }
+        async fn set_plan(&self, _: Uuid, _: crate::user::Plan) -> Result<bool, UserStoreError> {
+            Ok(false)
+        }
     }
 
     #[async_trait]

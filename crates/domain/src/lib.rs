@@ -34,6 +34,7 @@
 //!   verification, deletion.
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod context;

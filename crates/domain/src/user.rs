@@ -218,6 +218,65 @@ impl Role {
     }
 }
 
+/// A user's plan: which quotas apply (the limits per plan are configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The default.
+    Free,
+    /// Higher limits.
+    Pro,
+}
+
+impl Plan {
+    /// The stored and public spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Pro => "pro",
+        }
+    }
+
+    /// Parses the spelling.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "free" => Some(Self::Free),
+            "pro" => Some(Self::Pro),
+            _ => None,
+        }
+    }
+}
+
+/// A user as an administrator sees it in the user list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user.
+    pub user: User,
+    /// Its plan.
+    pub plan: Plan,
+}
+
+/// A page of users, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    /// The users.
+    pub items: Vec<UserSummary>,
+    /// Where the next page starts.
+    pub next: Option<crate::document::Cursor>,
+}
+
+/// A user listing, already parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Continue after this position (`created_at`, `id`).
+    pub after: Option<crate::document::Cursor>,
+    /// Case-insensitive substring of the email or display name, matched literally.
+    pub q: Option<String>,
+}
+
 /// A user as the service knows it (never the password hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -332,6 +391,30 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`UserStoreError`] when the store fails.
     async fn set_locked(&self, id: Uuid, locked: bool) -> Result<bool, UserStoreError>;
+
+    /// A page of (undeleted) users, newest first, optionally filtered.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, UserStoreError>;
+
+    /// One (undeleted) user with its plan.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn summary(&self, id: Uuid) -> Result<Option<UserSummary>, UserStoreError>;
+
+    /// Sets the role. Returns false when there is no such user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn set_role(&self, id: Uuid, role: Role) -> Result<bool, UserStoreError>;
+
+    /// Sets the plan. Returns false when there is no such user.
+    ///
+    /// # Errors
+    /// [`UserStoreError`] when the store fails.
+    async fn set_plan(&self, id: Uuid, plan: Plan) -> Result<bool, UserStoreError>;
 
     /// Deletes the account: the row stays (audit rows point at it) but its personal data is erased —
     /// the email becomes a placeholder no one can sign in with (which frees the address), the

@@ -6,7 +6,7 @@
 //! skipped or repeated while others are inserted, and page 1,000 costs what page 1 costs (an
 //! `offset` would read and throw away every earlier row). One row more than the page is fetched to
 //! learn whether a next page exists, without a `count(*)`. **Literal search**: `q` is a substring
-//! of the title, not a pattern; `like_literal` escapes `\`, `%` and `_` before the value is
+//! of the title, not a pattern; `listing::like_literal` escapes `\`, `%` and `_` before the value is
 //! bound, so `50%` finds "50%" and not "50 apples", and `_` is not a wildcard. Every value is a
 //! bound parameter, so nothing a client types is ever read as SQL. **One readability rule**: the
 //! listing's `where` clause is the SQL twin of [`DocumentAccess::of`]'s `read` (owner, or a share
@@ -30,9 +30,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The largest page the repository will return, whatever it is asked (the domain already bounds
-/// `limit` to 1..=100; the clamp is a second line, so no caller can ask for the whole table).
-const MAX_PAGE: u32 = 100;
+use crate::listing::{like_literal, page_and_fetch, split_page};
 
 /// The PostgreSQL document repository.
 #[derive(Debug, Clone)]
@@ -110,20 +108,6 @@ impl DocumentRow {
 struct ShareRow {
     user_id: Uuid,
     permission: String,
-}
-
-/// `q` as an `ilike` pattern that matches itself literally: `\` (the escape character named in
-/// the query), `%` and `_` are prefixed with `\`. The result is bound as a parameter, never
-/// spliced into SQL; escaping only decides what the *pattern* means.
-fn like_literal(q: &str) -> String {
-    let mut escaped = String::with_capacity(q.len());
-    for c in q.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 fn tag_strings(tags: &[Tag]) -> Vec<String> {
@@ -219,9 +203,8 @@ impl DocumentRepository for PgDocumentRepository {
         readable: Readable,
         query: &DocumentQuery,
     ) -> Result<DocumentPage, DocumentStoreError> {
-        let page = query.limit.clamp(1, MAX_PAGE);
-        // One more than the page: its presence is what says "there is a next page".
-        let fetch = i64::from(page) + 1;
+        // One more row than the page: its presence is what says "there is a next page".
+        let (page, fetch) = page_and_fetch(query.limit);
         let pattern = query.q.as_deref().map(like_literal);
         // The readability clause mirrors `DocumentAccess::of` → `read`:
         //   any reader with documents:read_any/manage_any ($1)
@@ -267,11 +250,9 @@ impl DocumentRepository for PgDocumentRepository {
         .await
         .map_err(store_error)?;
 
-        let page = page as usize; // at most 100: no truncation on any target
-        let more = rows.len() > page;
+        let (rows, more) = split_page(rows, page);
         let items = rows
             .into_iter()
-            .take(page)
             .map(DocumentRow::into_document)
             .collect::<Result<Vec<_>, _>>()?;
         let next = if more {
@@ -399,25 +380,5 @@ impl DocumentRepository for PgDocumentRepository {
         .await
         .map_err(store_error)?;
         Ok(result.rows_affected() == 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::like_literal;
-
-    #[test]
-    fn like_wildcards_and_the_escape_character_are_escaped() {
-        assert_eq!(like_literal("50%"), r"50\%");
-        assert_eq!(like_literal("a_b"), r"a\_b");
-        assert_eq!(like_literal(r"C:\dir"), r"C:\\dir");
-        assert_eq!(like_literal(r"\%_"), r"\\\%\_");
-    }
-
-    #[test]
-    fn everything_else_is_left_as_it_is() {
-        assert_eq!(like_literal("' OR 1=1--"), "' OR 1=1--");
-        assert_eq!(like_literal("ünïcode *?[]"), "ünïcode *?[]");
-        assert_eq!(like_literal(""), "");
     }
 }

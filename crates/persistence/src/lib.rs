@@ -2,7 +2,8 @@
 //!
 //! The outbound database adapter: a PostgreSQL pool built with safe limits ([`pool`]), the embedded
 //! migrations ([`MIGRATOR`]), and repositories that implement the ports of `bulwark-domain`:
-//! [`audit::PgAuditLog`], [`health::PgProbe`], [`user::PgUserRepository`],
+//! [`audit::PgAuditLog`] (append, and the admin listing), [`health::PgProbe`],
+//! [`user::PgUserRepository`] (with the admin listing, roles and plans),
 //! [`session::PgSessionStore`] with its cache [`liveness::CachedLiveness`],
 //! [`throttle::PgLoginThrottle`], [`one_time::PgOneTimeTokenStore`] (verification and reset
 //! tokens), [`outbox::PgOutbox`] (mail, secrets sealed) and [`document::PgDocumentRepository`]
@@ -19,6 +20,7 @@
 pub mod audit;
 pub mod document;
 pub mod health;
+mod listing;
 pub mod liveness;
 pub mod maintenance;
 pub mod one_time;

@@ -1,14 +1,21 @@
 //! Users in PostgreSQL.
+//!
+//! The administrators' user list pages by keyset on `(created_at desc, id desc)` and searches
+//! literally, exactly as documents do (see [`crate::document`] for why, at length); deleted
+//! (anonymised) accounts are invisible to every method, the listing included.
 
 use async_trait::async_trait;
+use bulwark_domain::document::Cursor;
 use bulwark_domain::password::PasswordHash;
 use bulwark_domain::user::{
-    CreateUserError, Credentials, DisplayName, Email, NewUser, Role, User, UserRepository,
-    UserStoreError,
+    CreateUserError, Credentials, DisplayName, Email, NewUser, Plan, Role, User, UserPage,
+    UserQuery, UserRepository, UserStoreError, UserSummary,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::listing::{like_literal, page_and_fetch, split_page};
 
 /// The PostgreSQL user repository.
 #[derive(Debug, Clone)]
@@ -53,6 +60,35 @@ fn to_user(
         locked,
         created_at,
     })
+}
+
+/// A `users` row as the administrators' queries select it: the user and its plan.
+struct SummaryRow {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    email_verified_at: Option<OffsetDateTime>,
+    locked: bool,
+    created_at: OffsetDateTime,
+    plan: String,
+}
+
+impl SummaryRow {
+    fn into_summary(self) -> Result<UserSummary, UserStoreError> {
+        let user = to_user(
+            self.id,
+            &self.email,
+            &self.display_name,
+            &self.role,
+            self.email_verified_at,
+            self.locked,
+            self.created_at,
+        )?;
+        let plan =
+            Plan::parse(&self.plan).ok_or_else(|| store_error(CorruptRow(self.id, "plan")))?;
+        Ok(UserSummary { user, plan })
+    }
 }
 
 #[async_trait]
@@ -223,6 +259,100 @@ impl UserRepository for PgUserRepository {
             "#,
             id,
             locked,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "users.list", skip_all, fields(limit = query.limit, search = query.q.is_some()))]
+    async fn list(&self, query: &UserQuery) -> Result<UserPage, UserStoreError> {
+        let (page, fetch) = page_and_fetch(query.limit);
+        let pattern = query.q.as_deref().map(like_literal);
+        // The same shape as the documents listing: the first page starts after ('infinity', the
+        // largest uuid) rather than under a `$1 is null or …` guard, so the row comparison is an
+        // index condition on users_created_at_id_idx in every plan PostgreSQL may cache. That index
+        // holds only undeleted rows, and `deleted_at is null` here is what lets the planner use it.
+        // The search is a filter on that scan, over the email or the display name; `escape '\'`
+        // names the character `like_literal` escaped with, so the term matches only itself.
+        let rows = sqlx::query_as!(
+            SummaryRow,
+            r#"
+            select id, email, display_name, role, email_verified_at,
+                   locked_at is not null as "locked!", created_at, plan
+            from users
+            where deleted_at is null
+              and (created_at, id) < (coalesce($1::timestamptz, 'infinity'),
+                                      coalesce($2::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+              and ($3::text is null
+                   or email ilike ('%' || $3 || '%') escape '\'
+                   or display_name ilike ('%' || $3 || '%') escape '\')
+            order by created_at desc, id desc
+            limit $4
+            "#,
+            query.after.map(|c| c.created_at),
+            query.after.map(|c| c.id),
+            pattern,
+            fetch,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+
+        let (rows, more) = split_page(rows, page);
+        let items = rows
+            .into_iter()
+            .map(SummaryRow::into_summary)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            items.last().map(|s| Cursor {
+                created_at: s.user.created_at,
+                id: s.user.id,
+            })
+        } else {
+            None
+        };
+        Ok(UserPage { items, next })
+    }
+
+    async fn summary(&self, id: Uuid) -> Result<Option<UserSummary>, UserStoreError> {
+        let row = sqlx::query_as!(
+            SummaryRow,
+            r#"
+            select id, email, display_name, role, email_verified_at,
+                   locked_at is not null as "locked!", created_at, plan
+            from users where id = $1 and deleted_at is null
+            "#,
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(SummaryRow::into_summary).transpose()
+    }
+
+    #[tracing::instrument(name = "users.set_role", skip_all, fields(%id, role = role.as_str()))]
+    async fn set_role(&self, id: Uuid, role: Role) -> Result<bool, UserStoreError> {
+        // A changed role also tells every instance to forget the cached principal of the user's
+        // sessions (the users_notify_principal_changed trigger), so it counts from the next request.
+        let result = sqlx::query!(
+            "update users set role = $2, updated_at = now() where id = $1 and deleted_at is null",
+            id,
+            role.as_str(),
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(name = "users.set_plan", skip_all, fields(%id, plan = plan.as_str()))]
+    async fn set_plan(&self, id: Uuid, plan: Plan) -> Result<bool, UserStoreError> {
+        let result = sqlx::query!(
+            "update users set plan = $2, updated_at = now() where id = $1 and deleted_at is null",
+            id,
+            plan.as_str(),
         )
         .execute(&self.pool)
         .await

@@ -12,6 +12,7 @@
 //!
 //! **Never imports** a database crate, the security adapters or another transport.
 
+pub mod admin;
 pub mod auth;
 pub mod docs;
 pub mod documents;
@@ -40,6 +41,7 @@ pub use jwks::{Jwk, JwkSet};
         (name = "meta", description = "This document."),
         (name = "auth", description = "Authentication: keys, tokens, sessions."),
         (name = "users", description = "Accounts: registration and the caller's own account."),
+        (name = "admin", description = "Administration: users, roles, locks, plans, the audit trail. Administrators only (403 for anyone else)."),
         (name = "documents", description = "The example resource: documents with visibility, tags and sharing; object-level authorisation on every verb."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
@@ -105,6 +107,9 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(users::update_me)
         .service(users::change_password)
         .service(users::delete_me)
+        .service(admin::list_users)
+        .service(admin::update_user)
+        .service(admin::list_audit_events)
         .service(
             // Document bodies may be up to 100 KiB, over the service-wide JSON limit.
             utoipa_actix_web::scope::scope("/api/v1/documents")

@@ -22,6 +22,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use bulwark_domain::audit::{AuditDetail, AuditLog, AuditValue, EventType, Outcome};
 use bulwark_domain::auth::{AuthService, AuthenticationError};
 use bulwark_domain::context::Actor;
 use bulwark_domain::policy::{self, Permission};
@@ -165,14 +166,58 @@ async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
             route = %pattern,
             "permission denied"
         );
+        record_denial(req, &actor, permission, &pattern).await?;
         return Err(forbidden());
     }
     Ok(Some(actor))
 }
 
+/// The audit event of a refused function-level call (ASVS 16.3.2).
+pub const DENIED_EVENT: &str = "authz.denied";
+
+/// Writes the audit row of a refusal. Failing to write it fails the request (no fail-open).
+async fn record_denial(
+    req: &ServiceRequest,
+    actor: &Actor,
+    permission: Permission,
+    pattern: &str,
+) -> Result<(), ProblemError> {
+    let Some(audit) = req.app_data::<web::Data<dyn AuditLog>>() else {
+        return Err(ProblemError::internal("the audit log is not registered"));
+    };
+    let origin = crate::identity::ClientOrigin::of(req.request());
+    let event_type = EventType::parse(DENIED_EVENT).map_err(ProblemError::internal)?;
+    let detail = AuditDetail::new()
+        .with(
+            "permission",
+            AuditValue::Text(permission.as_str().to_owned()),
+        )
+        .and_then(|d| {
+            d.with(
+                "route",
+                AuditValue::Text(format!("{} {pattern}", req.method())),
+            )
+        })
+        .map_err(ProblemError::internal)?;
+    audit
+        .record(
+            origin
+                .event(event_type, Outcome::Denied)
+                .with_actor(actor.user_id)
+                .with_detail(detail),
+        )
+        .await
+        .map_err(ProblemError::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_denial_event_type_is_well_formed() {
+        assert!(EventType::parse(DENIED_EVENT).is_ok());
+    }
 
     #[test]
     fn declared_routes_answer_their_class_and_undeclared_ones_need_authentication() {
