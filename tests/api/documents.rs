@@ -749,3 +749,43 @@ async fn sharing_with_an_unknown_user_or_the_owner_is_a_400_and_unsharing_works(
         404
     );
 }
+
+#[tokio::test]
+async fn of_fifty_parallel_creates_at_the_quota_exactly_the_quota_succeeds() {
+    let app = TestApp::spawn_with(&[
+        ("QUOTA_FREE_DOCUMENTS", "10"),
+        ("QUOTA_PRO_DOCUMENTS", "12"),
+    ])
+    .await;
+    let ada = app.signed_up("ada@example.com").await;
+    let body = json!({"title": "t", "body": ""});
+
+    let responses = futures_util::future::join_all(
+        (0..50).map(|_| app.create_document(&ada.access_token, &body)),
+    )
+    .await;
+
+    let created = responses.iter().filter(|r| r.status() == 201).count();
+    assert_eq!(created, 10);
+    for response in responses.into_iter().filter(|r| r.status() != 201) {
+        let problem = assert_problem(response, 403).await;
+        assert_eq!(problem.type_uri, "urn:bulwark:problem:quota-exceeded");
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from documents")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+
+    // The pro plan allows two more.
+    sqlx::query("update users set plan = 'pro' where id = $1::uuid")
+        .bind(&ada.user_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let more = futures_util::future::join_all(
+        (0..5).map(|_| app.create_document(&ada.access_token, &body)),
+    )
+    .await;
+    assert_eq!(more.iter().filter(|r| r.status() == 201).count(), 2);
+}

@@ -98,6 +98,8 @@ pub struct Config {
     pub keys: Keys,
     /// Passwords, sessions, throttling and account mails.
     pub identity: IdentitySettings,
+    /// Quotas by plan.
+    pub quotas: bulwark_domain::quota::PlanLimits,
     /// SMTP delivery of the outbox; `None` keeps mail in the outbox.
     pub mail: Option<crate::delivery::MailSettings>,
     /// Access-token settings.
@@ -478,6 +480,7 @@ impl Config {
 
         let identity = identity_settings(&mut r);
         let mail = mail_settings(&mut r, production);
+        let quotas = quota_settings(&mut r);
 
         // HTTP.
         let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
@@ -601,6 +604,7 @@ impl Config {
                 data_encryption,
             },
             identity,
+            quotas,
             mail,
             tokens: TokenSettings {
                 issuer: token_issuer,
@@ -611,6 +615,39 @@ impl Config {
             log: LogSettings { format, filter },
         })
     }
+}
+
+/// Reads the quotas of each plan.
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
+    use bulwark_domain::quota::{Limits, PlanLimits};
+    const MIB: u64 = 1024 * 1024;
+    let defaults = PlanLimits::default();
+    // The names are spelled out (not built with `format!`) so that the check that every variable
+    // is documented in .env.example can see them.
+    let mut limits = |[documents, attachments, webhooks]: [&str; 3], d: Limits| Limits {
+        documents: r.number(documents, u64::from(d.documents), 1..=10_000_000) as u32,
+        attachment_bytes: r.number(attachments, d.attachment_bytes / MIB, 1..=10_000_000) * MIB,
+        webhooks: r.number(webhooks, u64::from(d.webhooks), 0..=10_000) as u32,
+    };
+    let free = limits(
+        [
+            "QUOTA_FREE_DOCUMENTS",
+            "QUOTA_FREE_ATTACHMENT_MIB",
+            "QUOTA_FREE_WEBHOOKS",
+        ],
+        defaults.free,
+    );
+    let pro = limits(
+        [
+            "QUOTA_PRO_DOCUMENTS",
+            "QUOTA_PRO_ATTACHMENT_MIB",
+            "QUOTA_PRO_WEBHOOKS",
+        ],
+        defaults.pro,
+    );
+    PlanLimits { free, pro }
 }
 
 /// Reads the SMTP settings: `None` when `SMTP_URL` is unset.

@@ -205,6 +205,7 @@ impl AppState {
             documents: Arc::new(PgDocumentRepository::new(pool.clone())),
             sanitizer: Arc::new(AmmoniaSanitizer::new()),
             audit: audit.clone(),
+            limits: config.quotas,
         });
         let audit_reader = audit.clone();
         let audit_log: Arc<dyn AuditLog> = audit.clone();

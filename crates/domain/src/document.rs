@@ -411,6 +411,17 @@ pub enum UpdateDocumentError {
     Store(#[from] DocumentStoreError),
 }
 
+/// Why a document was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateDocumentError {
+    /// The owner has as many documents as its plan allows.
+    #[error("document quota exceeded")]
+    QuotaExceeded,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] DocumentStoreError),
+}
+
 /// The document store failed; the source says why (for the log only).
 #[derive(Debug, thiserror::Error)]
 #[error("the document store is unavailable")]
@@ -419,15 +430,19 @@ pub struct DocumentStoreError(#[source] pub Box<dyn std::error::Error + Send + S
 /// Storage of documents and their shares.
 #[async_trait]
 pub trait DocumentRepository: Send + Sync + fmt::Debug {
-    /// Stores a new document of `owner_id` (version 1).
+    /// Stores a new document of `owner_id` (version 1), unless the owner already has as many as its
+    /// plan allows: the count and the insert happen in one transaction with the owner's row
+    /// locked, so concurrent creates never overshoot.
     ///
     /// # Errors
-    /// [`DocumentStoreError`] when the store fails.
+    /// [`CreateDocumentError::QuotaExceeded`]; `Store` when the store fails (or the owner does not
+    /// exist).
     async fn create(
         &self,
         owner_id: Uuid,
         new: NewDocument,
-    ) -> Result<Document, DocumentStoreError>;
+        limits: &crate::quota::PlanLimits,
+    ) -> Result<Document, CreateDocumentError>;
 
     /// The document with its shares.
     ///

@@ -13,12 +13,13 @@ use crate::audit::{AuditDetail, AuditLog, AuditValue, NewAuditEvent, Outcome};
 use crate::auth::{event, reason};
 use crate::context::{Actor, Origin};
 use crate::document::{
-    Cursor, Document, DocumentAccess, DocumentBody, DocumentChanges, DocumentPage, DocumentQuery,
-    DocumentRepository, DocumentTitle, HtmlSanitizer, NewDocument, Readable, Share,
-    SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
+    CreateDocumentError, Cursor, Document, DocumentAccess, DocumentBody, DocumentChanges,
+    DocumentPage, DocumentQuery, DocumentRepository, DocumentTitle, HtmlSanitizer, NewDocument,
+    Readable, Share, SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
 };
 use crate::error::{OrUnexpected, Unexpected};
 use crate::policy::{self, Permission};
+use crate::quota::{PlanLimits, QuotaKind};
 use crate::user::FieldViolation;
 
 /// The audit event types this module writes.
@@ -108,6 +109,9 @@ pub enum DocumentError {
     /// The version given is not the current one.
     #[error("the document changed meanwhile")]
     Stale,
+    /// The actor's plan allows no more of this.
+    #[error("quota exceeded: {}", .0.as_str())]
+    QuotaExceeded(QuotaKind),
     /// See [`Unexpected`].
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
@@ -210,6 +214,8 @@ pub struct DocumentPorts {
     pub sanitizer: Arc<dyn HtmlSanitizer>,
     /// The audit trail.
     pub audit: Arc<dyn AuditLog>,
+    /// Quotas by plan.
+    pub limits: PlanLimits,
 }
 
 /// Documents: create, read, list, update, delete, share.
@@ -281,7 +287,7 @@ impl DocumentService {
     /// Creates a document owned by the actor.
     ///
     /// # Errors
-    /// `Invalid` listing every bad field; `Unexpected`.
+    /// `Invalid` listing every bad field; `QuotaExceeded`; `Unexpected`.
     pub async fn create(
         &self,
         actor: &Actor,
@@ -313,9 +319,15 @@ impl DocumentService {
                     visibility: *visibility,
                     tags: tags.clone(),
                 },
+                &self.ports.limits,
             )
             .await
-            .or_unexpected("document create")?;
+            .map_err(|e| match e {
+                CreateDocumentError::QuotaExceeded => {
+                    DocumentError::QuotaExceeded(QuotaKind::Documents)
+                }
+                CreateDocumentError::Store(e) => Unexpected::new("document create", e).into(),
+            })?;
         Ok(DocumentView {
             document,
             shares: Some(Vec::new()),

@@ -46,6 +46,7 @@ pub mod mail;
 pub mod opaque;
 pub mod password;
 pub mod policy;
+pub mod quota;
 pub mod sealing;
 pub mod session;
 pub mod throttle;

@@ -21,10 +21,12 @@
 
 use async_trait::async_trait;
 use bulwark_domain::document::{
-    Cursor, Document, DocumentBody, DocumentChanges, DocumentPage, DocumentQuery,
-    DocumentRepository, DocumentStoreError, DocumentTitle, NewDocument, Readable, Share,
-    SharePermission, SharedDocument, Tag, UpdateDocumentError, Visibility,
+    CreateDocumentError, Cursor, Document, DocumentBody, DocumentChanges, DocumentPage,
+    DocumentQuery, DocumentRepository, DocumentStoreError, DocumentTitle, NewDocument, Readable,
+    Share, SharePermission, SharedDocument, Tag, UpdateDocumentError, Visibility,
 };
+use bulwark_domain::quota::PlanLimits;
+use bulwark_domain::user::Plan;
 use sqlx::PgPool;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -45,6 +47,12 @@ impl PgDocumentRepository {
         Self { pool }
     }
 }
+
+/// The owner of a new document does not exist (or is deleted, or has a plan the domain does not
+/// know): a bug of the caller, an error for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a document for user {0}: no such (undeleted) user with a known plan")]
+struct NoSuchOwner(Uuid);
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> DocumentStoreError {
     DocumentStoreError(Box::new(error))
@@ -121,7 +129,30 @@ impl DocumentRepository for PgDocumentRepository {
         &self,
         owner_id: Uuid,
         new: NewDocument,
-    ) -> Result<Document, DocumentStoreError> {
+        limits: &PlanLimits,
+    ) -> Result<Document, CreateDocumentError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // The owner's row is the lock every quota check of this user takes: concurrent creates
+        // count one after the other, each seeing the previous one's row.
+        let plan = sqlx::query_scalar!(
+            "select plan from users where id = $1 and deleted_at is null for no key update",
+            owner_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
+        let plan = Plan::parse(&plan).ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
+        let owned = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from documents where owner_id = $1"#,
+            owner_id,
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if owned >= i64::from(limits.of(plan).documents) {
+            return Err(CreateDocumentError::QuotaExceeded);
+        }
         let row = sqlx::query_as!(
             DocumentRow,
             r#"
@@ -135,10 +166,11 @@ impl DocumentRepository for PgDocumentRepository {
             new.visibility.as_str(),
             &tag_strings(&new.tags),
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(store_error)?;
-        row.into_document()
+        tx.commit().await.map_err(store_error)?;
+        Ok(row.into_document()?)
     }
 
     #[tracing::instrument(name = "documents.find", skip_all, fields(%id))]

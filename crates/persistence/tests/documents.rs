@@ -11,6 +11,7 @@ use bulwark_domain::document::{
     UpdateDocumentError, Visibility,
 };
 use bulwark_domain::policy::{self, Permission};
+use bulwark_domain::quota::PlanLimits;
 use bulwark_domain::user::Role;
 use bulwark_persistence::document::PgDocumentRepository;
 use bulwark_testkit::TestDatabase;
@@ -143,6 +144,7 @@ async fn a_created_document_is_found_again_with_its_shares() {
         .create(
             owner,
             new_doc("Notes", Visibility::Shared, &["rust", "web"]),
+            &PlanLimits::default(),
         )
         .await
         .unwrap();
@@ -190,7 +192,11 @@ async fn a_document_without_shares_is_found_with_an_empty_share_list() {
     let owner = user(&db).await;
 
     let created = docs
-        .create(owner, new_doc("Alone", Visibility::Private, &[]))
+        .create(
+            owner,
+            new_doc("Alone", Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     let found = docs.find(created.id).await.unwrap().unwrap();
@@ -210,22 +216,35 @@ async fn the_listing_returns_exactly_what_each_reader_may_read() {
         user(&db).await,
     );
     let private = docs
-        .create(owner, new_doc("private", Visibility::Private, &[]))
+        .create(
+            owner,
+            new_doc("private", Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     let shared = docs
-        .create(owner, new_doc("shared", Visibility::Shared, &[]))
+        .create(
+            owner,
+            new_doc("shared", Visibility::Shared, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     docs.create(
         owner,
         new_doc("shared-with-nobody", Visibility::Shared, &[]),
+        &PlanLimits::default(),
     )
     .await
     .unwrap();
-    docs.create(owner, new_doc("public", Visibility::Public, &[]))
-        .await
-        .unwrap();
+    docs.create(
+        owner,
+        new_doc("public", Visibility::Public, &[]),
+        &PlanLimits::default(),
+    )
+    .await
+    .unwrap();
     docs.share(shared.id, share(friend, SharePermission::Read))
         .await
         .unwrap();
@@ -279,7 +298,11 @@ async fn the_listing_agrees_with_document_access_for_every_reader_and_document()
     for visibility in [Visibility::Private, Visibility::Shared, Visibility::Public] {
         for with_shares in [false, true] {
             let doc = docs
-                .create(owner, new_doc(visibility.as_str(), visibility, &[]))
+                .create(
+                    owner,
+                    new_doc(visibility.as_str(), visibility, &[]),
+                    &PlanLimits::default(),
+                )
                 .await
                 .unwrap();
             if with_shares {
@@ -339,6 +362,7 @@ async fn twenty_five_documents_page_by_ten_as_ten_ten_and_five_without_gaps_or_r
         docs.create(
             owner,
             new_doc(&format!("doc {i}"), Visibility::Private, &[]),
+            &PlanLimits::default(),
         )
         .await
         .unwrap();
@@ -346,6 +370,7 @@ async fn twenty_five_documents_page_by_ten_as_ten_ten_and_five_without_gaps_or_r
         docs.create(
             other,
             new_doc(&format!("other {i}"), Visibility::Private, &[]),
+            &PlanLimits::default(),
         )
         .await
         .unwrap();
@@ -383,6 +408,7 @@ async fn paging_is_exact_when_many_documents_share_one_created_at() {
             .create(
                 owner,
                 new_doc(&format!("doc {i}"), Visibility::Private, &[]),
+                &PlanLimits::default(),
             )
             .await
             .unwrap();
@@ -419,6 +445,7 @@ async fn a_page_that_exactly_ends_the_listing_has_no_next_cursor() {
         docs.create(
             owner,
             new_doc(&format!("doc {i}"), Visibility::Private, &[]),
+            &PlanLimits::default(),
         )
         .await
         .unwrap();
@@ -449,6 +476,7 @@ async fn an_out_of_range_limit_is_clamped_rather_than_trusted() {
         docs.create(
             owner,
             new_doc(&format!("doc {i}"), Visibility::Private, &[]),
+            &PlanLimits::default(),
         )
         .await
         .unwrap();
@@ -477,9 +505,13 @@ async fn the_title_search_matches_wildcards_and_quotes_literally_and_never_leaks
         "it's ' OR 1=1-- fine",
         "Quarterly REPORT",
     ] {
-        docs.create(owner, new_doc(title, Visibility::Private, &[]))
-            .await
-            .unwrap();
+        docs.create(
+            owner,
+            new_doc(title, Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
+        .await
+        .unwrap();
     }
     // Someone else's private documents that every pattern would match if it were a wildcard or
     // escaped the where clause.
@@ -489,9 +521,13 @@ async fn the_title_search_matches_wildcards_and_quotes_literally_and_never_leaks
         r"secret\key",
         "' OR 1=1-- secret",
     ] {
-        docs.create(other, new_doc(title, Visibility::Private, &[]))
-            .await
-            .unwrap();
+        docs.create(
+            other,
+            new_doc(title, Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
+        .await
+        .unwrap();
     }
     let search = |q: &'static str| {
         let docs = docs.clone();
@@ -525,21 +561,38 @@ async fn the_tag_filter_returns_only_readable_documents_with_that_tag() {
     docs.create(
         owner,
         new_doc("both", Visibility::Private, &["rust", "web"]),
+        &PlanLimits::default(),
     )
     .await
     .unwrap();
-    docs.create(owner, new_doc("rust only", Visibility::Private, &["rust"]))
-        .await
-        .unwrap();
-    docs.create(owner, new_doc("untagged", Visibility::Private, &[]))
-        .await
-        .unwrap();
-    docs.create(other, new_doc("their rust", Visibility::Private, &["rust"]))
-        .await
-        .unwrap();
-    docs.create(other, new_doc("public rust", Visibility::Public, &["rust"]))
-        .await
-        .unwrap();
+    docs.create(
+        owner,
+        new_doc("rust only", Visibility::Private, &["rust"]),
+        &PlanLimits::default(),
+    )
+    .await
+    .unwrap();
+    docs.create(
+        owner,
+        new_doc("untagged", Visibility::Private, &[]),
+        &PlanLimits::default(),
+    )
+    .await
+    .unwrap();
+    docs.create(
+        other,
+        new_doc("their rust", Visibility::Private, &["rust"]),
+        &PlanLimits::default(),
+    )
+    .await
+    .unwrap();
+    docs.create(
+        other,
+        new_doc("public rust", Visibility::Public, &["rust"]),
+        &PlanLimits::default(),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(
         titles(&docs, reader(owner), &tagged("rust")).await,
@@ -566,7 +619,11 @@ async fn an_update_changes_only_what_it_names_and_bumps_the_version() {
     let docs = PgDocumentRepository::new(db.pool.clone());
     let owner = user(&db).await;
     let created = docs
-        .create(owner, new_doc("Draft", Visibility::Private, &["rust"]))
+        .create(
+            owner,
+            new_doc("Draft", Visibility::Private, &["rust"]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
 
@@ -621,7 +678,11 @@ async fn an_update_at_a_stale_version_is_refused_and_changes_nothing() {
     let docs = PgDocumentRepository::new(db.pool.clone());
     let owner = user(&db).await;
     let created = docs
-        .create(owner, new_doc("Draft", Visibility::Private, &[]))
+        .create(
+            owner,
+            new_doc("Draft", Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     let rename = |title: &str| DocumentChanges {
@@ -668,7 +729,11 @@ async fn deleting_a_document_takes_its_shares_with_it() {
     let docs = PgDocumentRepository::new(db.pool.clone());
     let (owner, friend) = (user(&db).await, user(&db).await);
     let doc = docs
-        .create(owner, new_doc("Doomed", Visibility::Shared, &[]))
+        .create(
+            owner,
+            new_doc("Doomed", Visibility::Shared, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     docs.share(doc.id, share(friend, SharePermission::Write))
@@ -700,7 +765,11 @@ async fn sharing_again_changes_the_permission_instead_of_adding_a_share() {
     let docs = PgDocumentRepository::new(db.pool.clone());
     let (owner, friend) = (user(&db).await, user(&db).await);
     let doc = docs
-        .create(owner, new_doc("Shared", Visibility::Shared, &[]))
+        .create(
+            owner,
+            new_doc("Shared", Visibility::Shared, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
 
@@ -725,7 +794,11 @@ async fn sharing_with_a_deleted_or_unknown_user_or_on_a_missing_document_stores_
     let docs = PgDocumentRepository::new(db.pool.clone());
     let (owner, gone, friend) = (user(&db).await, deleted_user(&db).await, user(&db).await);
     let doc = docs
-        .create(owner, new_doc("Shared", Visibility::Shared, &[]))
+        .create(
+            owner,
+            new_doc("Shared", Visibility::Shared, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
 
@@ -758,7 +831,11 @@ async fn unsharing_removes_the_share_once_and_with_it_the_access() {
     let docs = PgDocumentRepository::new(db.pool.clone());
     let (owner, friend) = (user(&db).await, user(&db).await);
     let doc = docs
-        .create(owner, new_doc("Shared", Visibility::Shared, &[]))
+        .create(
+            owner,
+            new_doc("Shared", Visibility::Shared, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     docs.share(doc.id, share(friend, SharePermission::Read))
@@ -872,7 +949,11 @@ async fn a_stored_row_the_domain_refuses_is_an_error_not_a_panic_or_a_half_valid
     let docs = PgDocumentRepository::new(db.pool.clone());
     let owner = user(&db).await;
     let doc = docs
-        .create(owner, new_doc("Fine", Visibility::Private, &[]))
+        .create(
+            owner,
+            new_doc("Fine", Visibility::Private, &[]),
+            &PlanLimits::default(),
+        )
         .await
         .unwrap();
     // A control character passes the table's length check but not DocumentTitle::parse.

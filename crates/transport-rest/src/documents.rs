@@ -211,6 +211,7 @@ fn problem(error: DocumentError) -> ProblemError {
             "Precondition Failed",
             "The document changed since you read it; fetch it again and retry.",
         )),
+        DocumentError::QuotaExceeded(kind) => identity::quota_exceeded(kind),
         DocumentError::Unexpected(e) => identity::unexpected(e),
     }
 }
@@ -280,6 +281,7 @@ fn document_response(status: StatusCode, view: DocumentView) -> HttpResponse {
          headers(("ETag" = String, description = "The version, quoted."))),
         (status = 400, description = "Invalid fields (every one listed) or an unknown field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's plan allows no more documents (`quota-exceeded`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 256 KiB.", body = Problem, content_type = "application/problem+json"),
     ),
 )]

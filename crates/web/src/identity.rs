@@ -147,6 +147,17 @@ pub fn invalid(violations: Vec<FieldViolation>) -> ProblemError {
     )
 }
 
+/// 403 `quota-exceeded`: the caller's plan allows no more of this.
+#[must_use]
+pub fn quota_exceeded(kind: bulwark_domain::quota::QuotaKind) -> ProblemError {
+    ProblemError::new(Problem::new(
+        StatusCode::FORBIDDEN,
+        types::QUOTA_EXCEEDED,
+        "Quota exceeded",
+        format!("Your plan allows no more {}.", kind.as_str()),
+    ))
+}
+
 /// 429 with `Retry-After` in whole seconds (at least 1).
 #[must_use]
 pub fn throttled(retry_after: Duration) -> ProblemError {

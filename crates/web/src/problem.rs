@@ -32,6 +32,8 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:bulwark:problem:unsupported-media-type";
     /// A dependency is not available; retry later.
     pub const SERVICE_UNAVAILABLE: &str = "urn:bulwark:problem:service-unavailable";
+    /// The caller's plan allows no more of this (documents, attachment bytes, webhooks).
+    pub const QUOTA_EXCEEDED: &str = "urn:bulwark:problem:quota-exceeded";
     /// A conditional request named a version that is not the current one.
     pub const STALE_VERSION: &str = "urn:bulwark:problem:stale-version";
     /// A change was sent without `If-Match`.
