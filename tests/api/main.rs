@@ -15,6 +15,7 @@ mod access;
 mod account;
 mod admin;
 mod architecture;
+mod attachments;
 mod audit;
 mod compose;
 mod cors;

@@ -17,6 +17,7 @@ use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
 use bulwark_persistence::PgPool;
+use bulwark_persistence::attachment::PgAttachmentRepository;
 use bulwark_persistence::audit::PgAuditLog;
 use bulwark_persistence::document::PgDocumentRepository;
 use bulwark_persistence::health::PgProbe;
@@ -203,6 +204,7 @@ impl AppState {
         );
         let documents = DocumentService::new(DocumentPorts {
             documents: Arc::new(PgDocumentRepository::new(pool.clone())),
+            attachments: Arc::new(PgAttachmentRepository::new(pool.clone())),
             sanitizer: Arc::new(AmmoniaSanitizer::new()),
             audit: audit.clone(),
             limits: config.quotas,

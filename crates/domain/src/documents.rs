@@ -9,6 +9,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::attachment::{
+    Attachment, AttachmentRepository, CreateAttachmentError, NewAttachment, check_upload,
+    sanitize_filename,
+};
 use crate::audit::{AuditDetail, AuditLog, AuditValue, NewAuditEvent, Outcome};
 use crate::auth::{event, reason};
 use crate::context::{Actor, Origin};
@@ -214,6 +218,8 @@ pub struct DocumentPorts {
     pub sanitizer: Arc<dyn HtmlSanitizer>,
     /// The audit trail.
     pub audit: Arc<dyn AuditLog>,
+    /// Attachments.
+    pub attachments: Arc<dyn AttachmentRepository>,
     /// Quotas by plan.
     pub limits: PlanLimits,
 }
@@ -575,6 +581,86 @@ impl DocumentService {
         )
         .await?;
         Ok(())
+    }
+
+    /// Whether the actor may attach files to the document — asked before an upload is read, so a
+    /// stranger's upload is refused without its body ever being buffered.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `Unexpected`.
+    pub async fn authorize_attach(
+        &self,
+        actor: &Actor,
+        origin: &Origin,
+        id: Uuid,
+    ) -> Result<(), DocumentError> {
+        let (_, access) = self.load(actor, origin, id, "attach").await?;
+        if !access.write {
+            self.deny(actor, origin, id, "attach").await?;
+            return Err(DocumentError::Forbidden);
+        }
+        Ok(())
+    }
+
+    /// Attaches a file (writers: the owner, a write share, an admin). The type is sniffed from the
+    /// bytes; the name is sanitised; the bytes count against the document owner's quota.
+    ///
+    /// # Errors
+    /// `NotFound`, `Forbidden`, `Invalid` (empty, too large, type not allowed), `QuotaExceeded`,
+    /// `Unexpected`.
+    pub async fn attach(
+        &self,
+        actor: &Actor,
+        origin: &Origin,
+        id: Uuid,
+        filename: &str,
+        content: Vec<u8>,
+    ) -> Result<Attachment, DocumentError> {
+        let (doc, access) = self.load(actor, origin, id, "attach").await?;
+        if !access.write {
+            self.deny(actor, origin, id, "attach").await?;
+            return Err(DocumentError::Forbidden);
+        }
+        let content_type = check_upload(&content).map_err(|v| DocumentError::Invalid(vec![v]))?;
+        self.ports
+            .attachments
+            .create(
+                NewAttachment {
+                    document_id: id,
+                    owner_id: doc.document.owner_id,
+                    filename: sanitize_filename(filename),
+                    content_type,
+                    content,
+                },
+                &self.ports.limits,
+            )
+            .await
+            .map_err(|e| match e {
+                CreateAttachmentError::QuotaExceeded => {
+                    DocumentError::QuotaExceeded(QuotaKind::AttachmentBytes)
+                }
+                CreateAttachmentError::Store(e) => Unexpected::new("attachment create", e).into(),
+            })
+    }
+
+    /// An attachment with its bytes, for anyone who may read the document.
+    ///
+    /// # Errors
+    /// `NotFound` (no such document or attachment, or not readable), `Unexpected`.
+    pub async fn attachment(
+        &self,
+        actor: &Actor,
+        origin: &Origin,
+        id: Uuid,
+        attachment_id: Uuid,
+    ) -> Result<(Attachment, Vec<u8>), DocumentError> {
+        self.load(actor, origin, id, "download").await?;
+        self.ports
+            .attachments
+            .find(id, attachment_id)
+            .await
+            .or_unexpected("attachment lookup")?
+            .ok_or(DocumentError::NotFound)
     }
 }
 

@@ -35,6 +35,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod attachment;
 pub mod audit;
 pub mod auth;
 pub mod context;

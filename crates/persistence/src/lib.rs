@@ -17,6 +17,7 @@
 //!
 //! **Never imports** a transport (actix, async-graphql) or the app's configuration.
 
+pub mod attachment;
 pub mod audit;
 pub mod document;
 pub mod health;

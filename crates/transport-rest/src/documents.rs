@@ -518,3 +518,204 @@ pub async fn unshare_document(
         .map_err(problem)?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// The attachment as stored.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "filename": "report.pdf", "content_type": "application/pdf", "size": 48213}))]
+pub struct AttachmentResponse {
+    /// Id.
+    pub id: Uuid,
+    /// The sanitised file name.
+    pub filename: String,
+    /// The type sniffed from the bytes (the declared one is ignored).
+    pub content_type: &'static str,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// `multipart/form-data` with one field, `file`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct AttachmentUpload {
+    /// The file: PNG, JPEG, PDF or plain UTF-8 text, at most 5 MiB.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// `/documents/{id}/attachments/{attachment_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AttachmentPath {
+    /// The document id.
+    pub id: Uuid,
+    /// The attachment id.
+    pub attachment_id: Uuid,
+}
+
+/// The most a whole upload request may declare: the file and the multipart framing around it.
+const MAX_UPLOAD_REQUEST_BYTES: usize =
+    bulwark_domain::attachment::MAX_ATTACHMENT_BYTES + 16 * 1024;
+
+fn too_large() -> ProblemError {
+    ProblemError::new(Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        types::PAYLOAD_TOO_LARGE,
+        "Payload Too Large",
+        "A file has at most 5 MiB.",
+    ))
+}
+
+fn bad_upload(detail: &'static str) -> ProblemError {
+    ProblemError::new(Problem::new(
+        StatusCode::BAD_REQUEST,
+        types::VALIDATION,
+        "Validation failed",
+        detail,
+    ))
+}
+
+/// Reads the one `file` field, counting bytes as they arrive: past the limit the upload is refused
+/// without reading the rest.
+async fn read_file(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(String, Vec<u8>), ProblemError> {
+    use futures_util::StreamExt;
+    let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let mut file: Option<(String, Vec<u8>)> = None;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|_| bad_upload("The multipart body is malformed."))?;
+        if field.name() != Some("file") {
+            return Err(bad_upload("Only one field, `file`, is accepted."));
+        }
+        if file.is_some() {
+            return Err(bad_upload("Send one file per request."));
+        }
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .unwrap_or_default()
+            .to_owned();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|_| bad_upload("The multipart body is malformed."))?;
+            if bytes.len() + chunk.len() > bulwark_domain::attachment::MAX_ATTACHMENT_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        file = Some((filename, bytes));
+    }
+    file.ok_or_else(|| bad_upload("The field `file` is required."))
+}
+
+/// Attach a file to a document (writers only).
+///
+/// The type is decided from the bytes against an allowlist (PNG, JPEG, PDF, plain text); the
+/// declared type and the file name are not trusted (the name is sanitised). The bytes count
+/// against the document owner's quota.
+#[utoipa::path(
+    tag = "documents",
+    operation_id = "upload_attachment",
+    security(("bearer" = [])),
+    params(DocumentPath),
+    request_body(content = AttachmentUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored.", body = AttachmentResponse),
+        (status = 400, description = "No `file`, several files, an empty file or a type not on the allowlist.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may read but not change the document, or the owner's attachment quota is used up (`quota-exceeded`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document, or one the caller may not read.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over 5 MiB (refused from the declared length, or as soon as the stream passes it).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not multipart/form-data.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/{id}/attachments")]
+pub async fn upload_attachment(
+    service: web::Data<DocumentService>,
+    Authenticated(actor): Authenticated,
+    ClientOrigin(origin): ClientOrigin,
+    req: HttpRequest,
+    path: web::Path<DocumentPath>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ProblemError> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart {
+        return Err(ProblemError::status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD_REQUEST_BYTES) {
+        return Err(too_large());
+    }
+    // Who may attach is decided before a byte of the body is read.
+    service
+        .authorize_attach(&actor, &origin, path.id)
+        .await
+        .map_err(problem)?;
+    let (filename, bytes) = read_file(&req, payload).await?;
+    let attachment = service
+        .attach(&actor, &origin, path.id, &filename, bytes)
+        .await
+        .map_err(problem)?;
+    Ok(private_json(
+        StatusCode::CREATED,
+        &AttachmentResponse {
+            id: attachment.id,
+            filename: attachment.filename,
+            content_type: attachment.content_type.as_str(),
+            size: attachment.size,
+        },
+    ))
+}
+
+/// Download an attachment (anyone who may read the document).
+///
+/// Always served as a download (`Content-Disposition: attachment`), with `nosniff` and a
+/// sandboxing CSP, so a file is never rendered as a page of this origin.
+#[utoipa::path(
+    tag = "documents",
+    operation_id = "download_attachment",
+    security(("bearer" = [])),
+    params(AttachmentPath),
+    responses(
+        (status = 200, description = "The bytes.", content_type = "application/octet-stream",
+         headers(("Content-Disposition" = String, description = "`attachment; filename=\"…\"`"))),
+        (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document or attachment, or a document the caller may not read.", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/{id}/attachments/{attachment_id}")]
+pub async fn download_attachment(
+    service: web::Data<DocumentService>,
+    Authenticated(actor): Authenticated,
+    ClientOrigin(origin): ClientOrigin,
+    path: web::Path<AttachmentPath>,
+) -> Result<HttpResponse, ProblemError> {
+    let (attachment, bytes) = service
+        .attachment(&actor, &origin, path.id, path.attachment_id)
+        .await
+        .map_err(problem)?;
+    // The stored name is already reduced to `[A-Za-z0-9._ -]`: nothing to escape in the quotes.
+    let disposition = format!("attachment; filename=\"{}\"", attachment.filename);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, attachment.content_type.content_type()))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox; frame-ancestors 'none'",
+        ))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .body(bytes))
+}

@@ -122,7 +122,9 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                 .service(documents::update_document)
                 .service(documents::delete_document)
                 .service(documents::share_document)
-                .service(documents::unshare_document),
+                .service(documents::unshare_document)
+                .service(documents::upload_attachment)
+                .service(documents::download_attachment),
         );
 }
 
