@@ -789,3 +789,47 @@ async fn of_fifty_parallel_creates_at_the_quota_exactly_the_quota_succeeds() {
     .await;
     assert_eq!(more.iter().filter(|r| r.status() == 201).count(), 2);
 }
+
+#[tokio::test]
+async fn sharing_is_capped_per_user_even_under_concurrency() {
+    let app = TestApp::spawn_with(&[("SHARES_PER_HOUR", "3")]).await;
+    let ada = app.signed_up("ada@example.com").await;
+    let doc = app.document(&ada, "shared").await;
+    let doc_id = id(&doc);
+    let strangers: Vec<String> = (0..10).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+
+    let responses = futures_util::future::join_all(
+        strangers
+            .iter()
+            .map(|user| app.share_document(&ada.access_token, &doc_id, user, "read")),
+    )
+    .await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s != 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    for response in responses.into_iter().filter(|r| r.status() == 429) {
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3600).contains(&retry_after));
+        assert_eq!(
+            assert_problem(response, 429).await.type_uri,
+            "urn:bulwark:problem:rate-limited"
+        );
+    }
+    // Another user has a cap of its own.
+    let bob = app.signed_up("bob@example.com").await;
+    let bobs = app.document(&bob, "shared").await;
+    assert_eq!(
+        app.share_document(&bob.access_token, &id(&bobs), &ada.user_id, "read")
+            .await
+            .status(),
+        201
+    );
+}

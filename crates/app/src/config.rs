@@ -100,6 +100,8 @@ pub struct Config {
     pub identity: IdentitySettings,
     /// Quotas by plan.
     pub quotas: bulwark_domain::quota::PlanLimits,
+    /// Caps on sensitive flows.
+    pub flow_caps: bulwark_domain::flow::FlowCaps,
     /// SMTP delivery of the outbox; `None` keeps mail in the outbox.
     pub mail: Option<crate::delivery::MailSettings>,
     /// Access-token settings.
@@ -481,6 +483,20 @@ impl Config {
         let identity = identity_settings(&mut r);
         let mail = mail_settings(&mut r, production);
         let quotas = quota_settings(&mut r);
+        let flow_caps = {
+            let defaults = bulwark_domain::flow::FlowCaps::default();
+            bulwark_domain::flow::FlowCaps {
+                share: bulwark_domain::flow::FlowCap {
+                    max: r.number(
+                        "SHARES_PER_HOUR",
+                        u64::from(defaults.share.max),
+                        1..=100_000,
+                    ) as u32,
+                    window: Duration::from_secs(60 * 60),
+                },
+                ..defaults
+            }
+        };
 
         // HTTP.
         let host = r.parse("HOST", IpAddr::from([127, 0, 0, 1]), |raw| {
@@ -605,6 +621,7 @@ impl Config {
             },
             identity,
             quotas,
+            flow_caps,
             mail,
             tokens: TokenSettings {
                 issuer: token_issuer,

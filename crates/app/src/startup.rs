@@ -20,6 +20,7 @@ use bulwark_persistence::PgPool;
 use bulwark_persistence::attachment::PgAttachmentRepository;
 use bulwark_persistence::audit::PgAuditLog;
 use bulwark_persistence::document::PgDocumentRepository;
+use bulwark_persistence::flow::PgFlowLimiter;
 use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::liveness::{self, CachedLiveness};
 use bulwark_persistence::one_time::PgOneTimeTokenStore;
@@ -208,6 +209,8 @@ impl AppState {
             sanitizer: Arc::new(AmmoniaSanitizer::new()),
             audit: audit.clone(),
             limits: config.quotas,
+            flows: Arc::new(PgFlowLimiter::new(pool.clone())),
+            flow_caps: config.flow_caps,
         });
         let audit_reader = audit.clone();
         let audit_log: Arc<dyn AuditLog> = audit.clone();

@@ -22,6 +22,7 @@ use crate::document::{
     Readable, Share, SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
 };
 use crate::error::{OrUnexpected, Unexpected};
+use crate::flow::{Flow, FlowCaps, FlowLimiter};
 use crate::policy::{self, Permission};
 use crate::quota::{PlanLimits, QuotaKind};
 use crate::user::FieldViolation;
@@ -116,6 +117,12 @@ pub enum DocumentError {
     /// The actor's plan allows no more of this.
     #[error("quota exceeded: {}", .0.as_str())]
     QuotaExceeded(QuotaKind),
+    /// The actor did this too often lately (a sensitive flow's cap).
+    #[error("too many requests")]
+    RateLimited {
+        /// How long until another is accepted.
+        retry_after: std::time::Duration,
+    },
     /// See [`Unexpected`].
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
@@ -222,6 +229,10 @@ pub struct DocumentPorts {
     pub attachments: Arc<dyn AttachmentRepository>,
     /// Quotas by plan.
     pub limits: PlanLimits,
+    /// Flow counters (the cap on sharing).
+    pub flows: Arc<dyn FlowLimiter>,
+    /// Flow caps.
+    pub flow_caps: FlowCaps,
 }
 
 /// Documents: create, read, list, update, delete, share.
@@ -487,7 +498,7 @@ impl DocumentService {
     ///
     /// # Errors
     /// `NotFound`, `Forbidden`, `Invalid` (unknown user, the owner itself, bad permission),
-    /// `Unexpected`.
+    /// `RateLimited` past the per-user cap on shares, `Unexpected`.
     pub async fn share(
         &self,
         actor: &Actor,
@@ -512,6 +523,16 @@ impl DocumentService {
         };
         if user_id == doc.document.owner_id {
             return Err(unknown_user());
+        }
+        // Sharing grants someone access without asking them: capped per user (OWASP API6).
+        if let Err(retry_after) = self
+            .ports
+            .flows
+            .try_record(actor.user_id, Flow::Share, self.ports.flow_caps.share)
+            .await
+            .or_unexpected("flow cap")?
+        {
+            return Err(DocumentError::RateLimited { retry_after });
         }
         let share = Share {
             user_id,

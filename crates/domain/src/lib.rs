@@ -42,6 +42,7 @@ pub mod context;
 pub mod document;
 pub mod documents;
 pub mod error;
+pub mod flow;
 pub mod health;
 pub mod mail;
 pub mod opaque;

@@ -20,6 +20,7 @@
 pub mod attachment;
 pub mod audit;
 pub mod document;
+pub mod flow;
 pub mod health;
 mod listing;
 pub mod liveness;

@@ -9,6 +9,7 @@
 //! - **one-time tokens** a day after they were used or expired.
 //! - **throttle counters** a day after their last failure, unless a block is still in force.
 //! - **outbox mail** a week after it was sent or gave up. Mail caps look back one hour at most.
+//! - **flow events** (counters of capped flows such as sharing) after a day.
 //!
 //! The audit trail is never purged here: it is append-only by design (see its migration), and its
 //! retention is a decision for the operator.
@@ -26,6 +27,8 @@ pub struct Purged {
     pub throttle_keys: u64,
     /// Outbox mail.
     pub mails: u64,
+    /// Flow events (caps look back an hour by default, a day at most).
+    pub flow_events: u64,
 }
 
 /// Deletes every row past its retention (see the module docs). Each table is one statement of its
@@ -74,10 +77,16 @@ pub async fn purge_expired(pool: &PgPool) -> Result<Purged, sqlx::Error> {
     .execute(pool)
     .await?
     .rows_affected();
+    let flow_events =
+        sqlx::query!("delete from flow_events where occurred_at < now() - interval '1 day'")
+            .execute(pool)
+            .await?
+            .rows_affected();
     Ok(Purged {
         sessions,
         one_time_tokens,
         throttle_keys,
         mails,
+        flow_events,
     })
 }

@@ -121,6 +121,7 @@ async fn spent_tokens_idle_throttle_keys_and_old_sent_mail_go_live_ones_stay() {
             one_time_tokens: 2,
             throttle_keys: 1,
             mails: 2,
+            flow_events: 0,
         }
     );
     // A second run finds nothing more.

@@ -212,6 +212,7 @@ fn problem(error: DocumentError) -> ProblemError {
             "The document changed since you read it; fetch it again and retry.",
         )),
         DocumentError::QuotaExceeded(kind) => identity::quota_exceeded(kind),
+        DocumentError::RateLimited { retry_after } => identity::rate_limited(retry_after),
         DocumentError::Unexpected(e) => identity::unexpected(e),
     }
 }
@@ -472,6 +473,8 @@ pub async fn delete_document(
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller may read but not share it.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document, or one the caller may not read.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many shares lately (a per-user cap, 50 an hour by default).", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
 #[post("/{id}/shares")]

@@ -158,6 +158,19 @@ pub fn quota_exceeded(kind: bulwark_domain::quota::QuotaKind) -> ProblemError {
     ))
 }
 
+/// 429 with `Retry-After` for a capped flow (too many of something lately).
+#[must_use]
+pub fn rate_limited(retry_after: Duration) -> ProblemError {
+    let seconds = retry_after.as_secs().max(1);
+    ProblemError::new(Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        types::RATE_LIMITED,
+        "Too Many Requests",
+        "You did this too often lately; retry after the time in Retry-After.",
+    ))
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
 /// 429 with `Retry-After` in whole seconds (at least 1).
 #[must_use]
 pub fn throttled(retry_after: Duration) -> ProblemError {
