@@ -27,6 +27,9 @@
 //! - [`context`]: [`context::Origin`] and [`context::Actor`], the explicit request context.
 //! - [`error`]: [`error::Unexpected`], the failure the client did not cause.
 //! - [`policy`]: roles, permissions, and the function-level "may this actor do this?".
+//! - [`webhook_target`]: the SSRF policy for outbound webhooks — which URLs may be registered and
+//!   which resolved addresses may be dialled ([`webhook_target::WebhookUrl`],
+//!   [`webhook_target::check_resolved`]).
 //!
 //! The use cases, in the order to read them:
 //! - [`auth::AuthService`]: login, refresh, logout, sessions, and bearer token → actor.
@@ -54,3 +57,4 @@ pub mod session;
 pub mod throttle;
 pub mod token;
 pub mod user;
+pub mod webhook_target;
