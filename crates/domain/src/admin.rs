@@ -17,8 +17,8 @@ use crate::audit::{
 };
 use crate::auth::event;
 use crate::context::{Actor, Origin};
-use crate::documents::{DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
 use crate::error::{OrUnexpected, Unexpected};
+use crate::listing;
 use crate::policy::{self, Permission};
 use crate::session::{SessionLiveness, SessionStore};
 use crate::user::{FieldViolation, Plan, Role, UserPage, UserQuery, UserRepository, UserSummary};
@@ -33,9 +33,6 @@ pub mod events {
     /// Every type above (a unit test parses them all).
     pub const ALL: [&str; 2] = [ROLE_CHANGED, PLAN_CHANGED];
 }
-
-/// Longest search string, in characters.
-pub const MAX_QUERY_CHARS: usize = 100;
 
 /// The ports of the admin service.
 #[derive(Debug, Clone)]
@@ -117,18 +114,6 @@ fn decode_audit_cursor(raw: &str) -> Result<i64, FieldViolation> {
         .ok_or_else(|| FieldViolation::new("cursor", "invalid", "The cursor is not valid."))
 }
 
-fn check_limit(limit: Option<u32>, violations: &mut Vec<FieldViolation>) -> u32 {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        violations.push(FieldViolation::new(
-            "limit",
-            "out_of_range",
-            format!("limit is from 1 to {MAX_LIMIT}."),
-        ));
-    }
-    limit
-}
-
 fn parse_role(raw: &str) -> Result<Role, FieldViolation> {
     Role::from_stored(raw).ok_or_else(|| {
         FieldViolation::new("role", "invalid", "Role is `user`, `moderator` or `admin`.")
@@ -173,33 +158,13 @@ impl AdminService {
     ) -> Result<UserPage, AdminError> {
         Self::require(actor, Permission::UsersRead)?;
         let mut violations = Vec::new();
-        let limit = check_limit(request.limit, &mut violations);
-        let after = match request.cursor.as_deref() {
-            None => None,
-            Some(raw) => decode_cursor(raw).map_err(|v| violations.push(v)).ok(),
-        };
-        let q = request
-            .q
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty());
-        if let Some(q) = q
-            && (q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control))
-        {
-            violations.push(FieldViolation::new(
-                "q",
-                "invalid",
-                format!("q is at most {MAX_QUERY_CHARS} characters, without control characters."),
-            ));
-        }
+        let limit = listing::limit(request.limit, &mut violations);
+        let after = listing::cursor(request.cursor.as_deref(), &mut violations);
+        let q = listing::search(request.q.as_deref(), &mut violations);
         if !violations.is_empty() {
             return Err(AdminError::Invalid(violations));
         }
-        let query = UserQuery {
-            limit,
-            after,
-            q: q.map(str::to_owned),
-        };
+        let query = UserQuery { limit, after, q };
         Ok(self
             .ports
             .users
@@ -337,7 +302,7 @@ impl AdminService {
     ) -> Result<AuditPage, AdminError> {
         Self::require(actor, Permission::AuditRead)?;
         let mut violations = Vec::new();
-        let limit = check_limit(request.limit, &mut violations);
+        let limit = listing::limit(request.limit, &mut violations);
         let before_id = match request.cursor.as_deref() {
             None => None,
             Some(raw) => decode_audit_cursor(raw)

@@ -17,9 +17,9 @@ use crate::audit::{AuditDetail, AuditLog, AuditValue, NewAuditEvent, Outcome};
 use crate::auth::{event, reason};
 use crate::context::{Actor, Origin};
 use crate::document::{
-    CreateDocumentError, Cursor, Document, DocumentAccess, DocumentBody, DocumentChanges,
-    DocumentPage, DocumentQuery, DocumentRepository, DocumentTitle, HtmlSanitizer, NewDocument,
-    Readable, Share, SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
+    CreateDocumentError, Document, DocumentAccess, DocumentBody, DocumentChanges, DocumentPage,
+    DocumentQuery, DocumentRepository, DocumentTitle, HtmlSanitizer, NewDocument, Readable, Share,
+    SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
 };
 use crate::error::{OrUnexpected, Unexpected};
 use crate::flow::{Flow, FlowCaps, FlowLimiter};
@@ -44,12 +44,8 @@ pub mod events {
     pub const ALL: [&str; 5] = [SHARED, UNSHARED, VISIBILITY_CHANGED, DELETED, ACCESS_DENIED];
 }
 
-/// Default page size.
-pub const DEFAULT_LIMIT: u32 = 20;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 100;
-/// Longest search string, in characters.
-pub const MAX_QUERY_CHARS: usize = 100;
+use crate::listing;
+pub use crate::listing::{DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY_CHARS, decode_cursor, encode_cursor};
 
 /// A document as one caller sees it: the shares only for those who manage it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,68 +124,15 @@ pub enum DocumentError {
     Unexpected(#[from] Unexpected),
 }
 
-/// Encodes a cursor: `c1.<unix nanoseconds>.<id>`. Clients treat it as opaque; the version prefix
-/// lets the format change without breaking old links silently.
-#[must_use]
-pub fn encode_cursor(cursor: &Cursor) -> String {
-    format!(
-        "c1.{}.{}",
-        cursor.created_at.unix_timestamp_nanos(),
-        cursor.id.simple()
-    )
-}
-
-/// Decodes a cursor.
-///
-/// # Errors
-/// A violation on `cursor` for anything [`encode_cursor`] did not produce.
-pub fn decode_cursor(raw: &str) -> Result<Cursor, FieldViolation> {
-    let invalid = || FieldViolation::new("cursor", "invalid", "The cursor is not valid.");
-    let mut parts = raw.split('.');
-    let (Some("c1"), Some(nanos), Some(id), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid());
-    };
-    let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
-    let created_at =
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
-    let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-    Ok(Cursor { created_at, id })
-}
-
 /// Parses the listing parameters, reporting every bad one.
 ///
 /// # Errors
 /// The violations.
 pub fn parse_list_request(request: &ListRequest) -> Result<DocumentQuery, Vec<FieldViolation>> {
     let mut violations = Vec::new();
-    let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        violations.push(FieldViolation::new(
-            "limit",
-            "out_of_range",
-            format!("limit is from 1 to {MAX_LIMIT}."),
-        ));
-    }
-    let after = match request.cursor.as_deref() {
-        None => None,
-        Some(raw) => decode_cursor(raw).map_err(|v| violations.push(v)).ok(),
-    };
-    let q = request
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty());
-    if let Some(q) = q
-        && (q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control))
-    {
-        violations.push(FieldViolation::new(
-            "q",
-            "invalid",
-            format!("q is at most {MAX_QUERY_CHARS} characters, without control characters."),
-        ));
-    }
+    let limit = listing::limit(request.limit, &mut violations);
+    let after = listing::cursor(request.cursor.as_deref(), &mut violations);
+    let q = listing::search(request.q.as_deref(), &mut violations);
     let tag = match request.tag.as_deref() {
         None => None,
         Some(raw) => Tag::parse(raw)
@@ -203,7 +146,7 @@ pub fn parse_list_request(request: &ListRequest) -> Result<DocumentQuery, Vec<Fi
         Ok(DocumentQuery {
             limit,
             after,
-            q: q.map(str::to_owned),
+            q,
             tag,
         })
     } else {
@@ -689,6 +632,7 @@ impl DocumentService {
 mod tests {
     use super::*;
     use crate::audit::EventType;
+    use crate::document::Cursor;
 
     #[test]
     fn every_event_type_parses() {

@@ -47,6 +47,7 @@ pub mod documents;
 pub mod error;
 pub mod flow;
 pub mod health;
+pub mod listing;
 pub mod mail;
 pub mod opaque;
 pub mod password;
