@@ -58,4 +58,5 @@ pub mod session;
 pub mod throttle;
 pub mod token;
 pub mod user;
+pub mod webhook;
 pub mod webhook_target;

@@ -6,8 +6,9 @@
 //! [`user::PgUserRepository`] (with the admin listing, roles and plans),
 //! [`session::PgSessionStore`] with its cache [`liveness::CachedLiveness`],
 //! [`throttle::PgLoginThrottle`], [`one_time::PgOneTimeTokenStore`] (verification and reset
-//! tokens), [`outbox::PgOutbox`] (mail, secrets sealed) and [`document::PgDocumentRepository`]
-//! (documents and their shares: keyset paging, literal title search).
+//! tokens), [`outbox::PgOutbox`] (mail, secrets sealed), [`document::PgDocumentRepository`]
+//! (documents and their shares: keyset paging, literal title search) and
+//! [`webhook::PgWebhookRepository`] (webhooks, and their delivery queue: `skip locked`, leases).
 //!
 //! Rules this crate keeps:
 //! - Only `sqlx::query!`/`query_as!` (checked against the schema at compile time, offline through
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod session;
 pub mod throttle;
 pub mod user;
+pub mod webhook;
 
 /// The migrations in `migrations/`, embedded in the binary at compile time so that `bulwark migrate`
 /// needs no files on the server.

@@ -10,6 +10,9 @@
 //! - **throttle counters** a day after their last failure, unless a block is still in force.
 //! - **outbox mail** a week after it was sent or gave up. Mail caps look back one hour at most.
 //! - **flow events** (counters of capped flows such as sharing) after a day.
+//! - **webhook deliveries** 30 days after they ended (delivered, failed or refused): long enough for
+//!   a user to read in the log why last month's deliveries failed. Pending ones always stay, however
+//!   old: they are the queue.
 //!
 //! The audit trail is never purged here: it is append-only by design (see its migration), and its
 //! retention is a decision for the operator.
@@ -29,6 +32,8 @@ pub struct Purged {
     pub mails: u64,
     /// Flow events (caps look back an hour by default, a day at most).
     pub flow_events: u64,
+    /// Webhook deliveries that ended (the log keeps 30 days).
+    pub webhook_deliveries: u64,
 }
 
 /// Deletes every row past its retention (see the module docs). Each table is one statement of its
@@ -82,11 +87,21 @@ pub async fn purge_expired(pool: &PgPool) -> Result<Purged, sqlx::Error> {
             .execute(pool)
             .await?
             .rows_affected();
+    let webhook_deliveries = sqlx::query!(
+        r#"
+        delete from webhook_deliveries
+        where status <> 'pending' and updated_at < now() - interval '30 days'
+        "#
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
     Ok(Purged {
         sessions,
         one_time_tokens,
         throttle_keys,
         mails,
         flow_events,
+        webhook_deliveries,
     })
 }

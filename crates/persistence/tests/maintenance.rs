@@ -122,8 +122,58 @@ async fn spent_tokens_idle_throttle_keys_and_old_sent_mail_go_live_ones_stay() {
             throttle_keys: 1,
             mails: 2,
             flow_events: 0,
+            webhook_deliveries: 0,
         }
     );
     // A second run finds nothing more.
     assert_eq!(purge_expired(&db.pool).await.unwrap(), Purged::default());
+}
+
+#[tokio::test]
+async fn webhook_deliveries_go_a_month_after_they_ended_and_pending_ones_stay() {
+    let db = TestDatabase::migrated().await;
+    let u = user(&db).await;
+    let webhook: Uuid = sqlx::query_scalar(
+        "insert into webhooks (owner_id, url, events, sealed_secret) \
+         values ($1, 'https://hooks.example.com/in', array['document.updated'], 'sealed') returning id",
+    )
+    .bind(u)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    // (status, last changed this long ago, expected to stay)
+    let rows = [
+        ("delivered", "31 days", false),
+        ("failed", "31 days", false),
+        ("refused", "31 days", false),
+        ("delivered", "29 days", true),
+        // Still queued, however old: it is the queue, not the log.
+        ("pending", "31 days", true),
+    ];
+    let mut ids = Vec::new();
+    for (status, age, _) in rows {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into webhook_deliveries (webhook_id, event, payload, status, created_at, updated_at) \
+             values ($1, 'document.updated', '{}', $2, now() - $3::interval, now() - $3::interval) returning id",
+        )
+        .bind(webhook)
+        .bind(status)
+        .bind(age)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+
+    let purged = purge_expired(&db.pool).await.unwrap();
+
+    assert_eq!(purged.webhook_deliveries, 3);
+    for ((status, age, stays), id) in rows.into_iter().zip(ids) {
+        assert_eq!(
+            exists(&db, "webhook_deliveries", id).await,
+            stays,
+            "{status}, {age} ago"
+        );
+    }
+    assert!(exists(&db, "webhooks", webhook).await, "the webhook stays");
 }
