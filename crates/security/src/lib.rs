@@ -4,9 +4,9 @@
 //! hashing with a bounded queue ([`password`]), EdDSA access tokens and the JWKS ([`tokens`]),
 //! prefixed opaque tokens — refresh, email verification, password reset — ([`opaque`], with
 //! [`refresh`] as the refresh tokens' own face of it), throttle keys for emails and client
-//! addresses ([`throttle`]), AES-256-GCM sealing of secrets at rest ([`sealing`]) and the
-//! allowlist HTML sanitiser for document bodies ([`html`], on ammonia). TOTP and API-key hashing
-//! join them with the MFA issue.
+//! addresses ([`throttle`]), AES-256-GCM sealing of secrets at rest ([`sealing`]), the allowlist
+//! HTML sanitiser for document bodies ([`html`], on ammonia) and the HMAC signatures of webhook
+//! deliveries ([`webhook_signature`]). TOTP and API-key hashing join them with the MFA issue.
 //!
 //! Rules this crate keeps:
 //! - One crypto backend, aws-lc-rs, for everything (two backends make rustls panic at start-up and
@@ -23,3 +23,4 @@ pub mod refresh;
 pub mod sealing;
 pub mod throttle;
 pub mod tokens;
+pub mod webhook_signature;
