@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -228,24 +228,6 @@ impl AccountService {
                 Err(AccountError::Invalid(violations))
             }
         }
-    }
-
-    /// Refuses a password longer than the policy allows before anything else looks at it (it is
-    /// never hashed). Counting stops one past the maximum, so a huge input costs no more.
-    fn refuse_overlong(
-        &self,
-        field: &'static str,
-        password: &SecretString,
-    ) -> Result<(), AccountError> {
-        let max = self.rules.password.max_chars;
-        if password.expose_secret().chars().take(max + 1).count() > max {
-            return Err(AccountError::Invalid(vec![FieldViolation::new(
-                field,
-                "too_long",
-                format!("A password has at most {max} characters."),
-            )]));
-        }
-        Ok(())
     }
 
     async fn record(&self, event: NewAuditEvent) -> Result<(), Unexpected> {
@@ -504,7 +486,9 @@ impl AccountService {
         field: &'static str,
         password: &SecretString,
     ) -> Result<User, AccountError> {
-        self.refuse_overlong(field, password)?;
+        if let Some(too_long) = self.rules.password.refuse_overlong(field, password) {
+            return Err(AccountError::Invalid(vec![too_long]));
+        }
         let user = self.me(actor).await?;
         let key = self.ports.throttle_keys.account(user.email.as_str());
         if let Some(retry_after) = self
@@ -602,7 +586,9 @@ impl AccountService {
         new: SecretString,
     ) -> Result<(), AccountError> {
         // The new password's length is checked before any hashing, too.
-        self.refuse_overlong("new_password", &new)?;
+        if let Some(too_long) = self.rules.password.refuse_overlong("new_password", &new) {
+            return Err(AccountError::Invalid(vec![too_long]));
+        }
         let user = self
             .reauthenticate(actor, origin, "current_password", current)
             .await?;
@@ -682,7 +668,9 @@ impl AccountService {
         token: &str,
         new: SecretString,
     ) -> Result<(), AccountError> {
-        self.refuse_overlong("new_password", &new)?;
+        if let Some(too_long) = self.rules.password.refuse_overlong("new_password", &new) {
+            return Err(AccountError::Invalid(vec![too_long]));
+        }
         let digest = self
             .ports
             .opaque_tokens

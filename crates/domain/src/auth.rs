@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::audit::{AuditDetail, AuditLog, AuditValue, EventType, NewAuditEvent, Outcome};
@@ -252,13 +252,8 @@ impl AuthService {
         submitted_email: &str,
         password: SecretString,
     ) -> Result<TokenPair, LoginError> {
-        let max = self.rules.password.max_chars;
-        if password.expose_secret().chars().take(max + 1).count() > max {
-            return Err(LoginError::Invalid(vec![FieldViolation::new(
-                "password",
-                "too_long",
-                format!("A password has at most {max} characters."),
-            )]));
+        if let Some(too_long) = self.rules.password.refuse_overlong("password", &password) {
+            return Err(LoginError::Invalid(vec![too_long]));
         }
 
         let account_key = self.ports.throttle_keys.account(submitted_email);
@@ -679,6 +674,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
+    use secrecy::ExposeSecret;
 
     use super::*;
     use crate::audit::AuditError;

@@ -99,6 +99,25 @@ type CompositionRule = (&'static str, &'static str, fn(char) -> bool);
 const MIN_CONTEXT_LEN: usize = 3;
 
 impl PasswordPolicy {
+    /// A violation on `field` when the candidate is longer than the policy allows — asked before
+    /// anything else looks at a password (it is never hashed). Counting stops one past the
+    /// maximum, so a huge input costs no more than a long one.
+    #[must_use]
+    pub fn refuse_overlong(
+        &self,
+        field: &'static str,
+        candidate: &SecretString,
+    ) -> Option<FieldViolation> {
+        let max = self.max_chars;
+        (candidate.expose_secret().chars().take(max + 1).count() > max).then(|| {
+            FieldViolation::new(
+                field,
+                "too_long",
+                format!("A password has at most {max} characters."),
+            )
+        })
+    }
+
     /// Checks a candidate password and, when every rule holds, returns it as a [`Password`].
     ///
     /// # Errors

@@ -1,8 +1,8 @@
 //! Attachments in PostgreSQL (see `migrations/*_attachments.sql`).
 //!
-//! The quota on attachment bytes is summed and checked in the inserting transaction, with the
-//! owner's `users` row locked — the same lock the document quota takes — so concurrent uploads
-//! take turns and the total never overshoots.
+//! The quota on attachment bytes is summed and checked in the inserting transaction, under the
+//! owner's row lock (`crate::quota`), so concurrent uploads take turns and the total never
+//! overshoots.
 
 use async_trait::async_trait;
 use bulwark_domain::attachment::{
@@ -10,8 +10,9 @@ use bulwark_domain::attachment::{
     NewAttachment,
 };
 use bulwark_domain::quota::PlanLimits;
-use bulwark_domain::user::Plan;
 use sqlx::PgPool;
+
+use crate::quota::lock_owner;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -40,8 +41,6 @@ enum Corrupt {
     ContentType(Uuid),
     #[error("attachment {0} has a negative size")]
     Size(Uuid),
-    #[error("no (undeleted) user {0} with a known plan owns this document")]
-    Owner(Uuid),
 }
 
 fn to_attachment(
@@ -72,15 +71,9 @@ impl AttachmentRepository for PgAttachmentRepository {
         limits: &PlanLimits,
     ) -> Result<Attachment, CreateAttachmentError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let plan = sqlx::query_scalar!(
-            "select plan from users where id = $1 and deleted_at is null for no key update",
-            new.owner_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .and_then(|p| Plan::parse(&p))
-        .ok_or_else(|| store_error(Corrupt::Owner(new.owner_id)))?;
+        let plan = lock_owner(&mut tx, new.owner_id)
+            .await
+            .map_err(store_error)?;
         let used = sqlx::query_scalar!(
             r#"select coalesce(sum(size), 0)::bigint as "used!" from attachments where owner_id = $1"#,
             new.owner_id,

@@ -26,13 +26,13 @@ use bulwark_domain::document::{
     Share, SharePermission, SharedDocument, Tag, UpdateDocumentError, Visibility,
 };
 use bulwark_domain::quota::PlanLimits;
-use bulwark_domain::user::Plan;
 use sqlx::PgPool;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::listing::{like_literal, page_and_fetch, split_page};
+use crate::quota::lock_owner;
 
 /// The PostgreSQL document repository.
 #[derive(Debug, Clone)]
@@ -47,12 +47,6 @@ impl PgDocumentRepository {
         Self { pool }
     }
 }
-
-/// The owner of a new document does not exist (or is deleted, or has a plan the domain does not
-/// know): a bug of the caller, an error for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create a document for user {0}: no such (undeleted) user with a known plan")]
-struct NoSuchOwner(Uuid);
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> DocumentStoreError {
     DocumentStoreError(Box::new(error))
@@ -132,17 +126,7 @@ impl DocumentRepository for PgDocumentRepository {
         limits: &PlanLimits,
     ) -> Result<Document, CreateDocumentError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // The owner's row is the lock every quota check of this user takes: concurrent creates
-        // count one after the other, each seeing the previous one's row.
-        let plan = sqlx::query_scalar!(
-            "select plan from users where id = $1 and deleted_at is null for no key update",
-            owner_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
-        let plan = Plan::parse(&plan).ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
+        let plan = lock_owner(&mut tx, owner_id).await.map_err(store_error)?;
         let owned = sqlx::query_scalar!(
             r#"select count(*) as "count!" from documents where owner_id = $1"#,
             owner_id,

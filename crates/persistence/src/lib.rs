@@ -29,6 +29,7 @@ pub mod maintenance;
 pub mod one_time;
 pub mod outbox;
 pub mod pool;
+mod quota;
 pub mod session;
 pub mod throttle;
 pub mod user;

@@ -41,25 +41,32 @@ fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> UserSto
 #[error("users row {0} holds a value the domain refuses: {1}")]
 struct CorruptRow(Uuid, &'static str);
 
-fn to_user(
+/// A `users` row as the user queries select it.
+struct UserRow {
     id: Uuid,
-    email: &str,
-    display_name: &str,
-    role: &str,
+    email: String,
+    display_name: String,
+    role: String,
     email_verified_at: Option<OffsetDateTime>,
     locked: bool,
     created_at: OffsetDateTime,
-) -> Result<User, UserStoreError> {
-    Ok(User {
-        id,
-        email: Email::parse(email).map_err(|_| store_error(CorruptRow(id, "email")))?,
-        display_name: DisplayName::parse(display_name)
-            .map_err(|_| store_error(CorruptRow(id, "display_name")))?,
-        role: Role::from_stored(role).ok_or_else(|| store_error(CorruptRow(id, "role")))?,
-        email_verified_at,
-        locked,
-        created_at,
-    })
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User, UserStoreError> {
+        let id = self.id;
+        Ok(User {
+            id,
+            email: Email::parse(&self.email).map_err(|_| store_error(CorruptRow(id, "email")))?,
+            display_name: DisplayName::parse(&self.display_name)
+                .map_err(|_| store_error(CorruptRow(id, "display_name")))?,
+            role: Role::from_stored(&self.role)
+                .ok_or_else(|| store_error(CorruptRow(id, "role")))?,
+            email_verified_at: self.email_verified_at,
+            locked: self.locked,
+            created_at: self.created_at,
+        })
+    }
 }
 
 /// A `users` row as the administrators' queries select it: the user and its plan.
@@ -76,17 +83,18 @@ struct SummaryRow {
 
 impl SummaryRow {
     fn into_summary(self) -> Result<UserSummary, UserStoreError> {
-        let user = to_user(
-            self.id,
-            &self.email,
-            &self.display_name,
-            &self.role,
-            self.email_verified_at,
-            self.locked,
-            self.created_at,
-        )?;
+        let user = UserRow {
+            id: self.id,
+            email: self.email,
+            display_name: self.display_name,
+            role: self.role,
+            email_verified_at: self.email_verified_at,
+            locked: self.locked,
+            created_at: self.created_at,
+        }
+        .into_user()?;
         let plan =
-            Plan::parse(&self.plan).ok_or_else(|| store_error(CorruptRow(self.id, "plan")))?;
+            Plan::parse(&self.plan).ok_or_else(|| store_error(CorruptRow(user.id, "plan")))?;
         Ok(UserSummary { user, plan })
     }
 }
@@ -95,7 +103,8 @@ impl SummaryRow {
 impl UserRepository for PgUserRepository {
     #[tracing::instrument(name = "users.create", skip_all)]
     async fn create(&self, new: NewUser) -> Result<User, CreateUserError> {
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            UserRow,
             r#"
             insert into users (email, display_name, password_hash, role)
             values ($1, $2, $3, $4)
@@ -112,19 +121,12 @@ impl UserRepository for PgUserRepository {
             Some("users_email_key") => CreateUserError::EmailTaken,
             _ => CreateUserError::Store(store_error(e)),
         })?;
-        Ok(to_user(
-            row.id,
-            &row.email,
-            &row.display_name,
-            &row.role,
-            row.email_verified_at,
-            row.locked,
-            row.created_at,
-        )?)
+        Ok(row.into_user()?)
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<User>, UserStoreError> {
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            UserRow,
             r#"
             select id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
             from users where id = $1 and deleted_at is null
@@ -134,18 +136,7 @@ impl UserRepository for PgUserRepository {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(|r| {
-            to_user(
-                r.id,
-                &r.email,
-                &r.display_name,
-                &r.role,
-                r.email_verified_at,
-                r.locked,
-                r.created_at,
-            )
-        })
-        .transpose()
+        row.map(UserRow::into_user).transpose()
     }
 
     async fn credentials(&self, email: &Email) -> Result<Option<Credentials>, UserStoreError> {
@@ -203,7 +194,8 @@ impl UserRepository for PgUserRepository {
         id: Uuid,
         display_name: &DisplayName,
     ) -> Result<Option<User>, UserStoreError> {
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            UserRow,
             r#"
             update users set display_name = $2, updated_at = now()
             where id = $1 and deleted_at is null
@@ -215,18 +207,7 @@ impl UserRepository for PgUserRepository {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(|r| {
-            to_user(
-                r.id,
-                &r.email,
-                &r.display_name,
-                &r.role,
-                r.email_verified_at,
-                r.locked,
-                r.created_at,
-            )
-        })
-        .transpose()
+        row.map(UserRow::into_user).transpose()
     }
 
     #[tracing::instrument(name = "users.mark_email_verified", skip_all, fields(%id))]

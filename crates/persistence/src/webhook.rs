@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_domain::quota::PlanLimits;
-use bulwark_domain::user::Plan;
 use bulwark_domain::webhook::{
     ClaimedDelivery, CreateWebhookError, Delivery, DeliveryOutcome, DeliveryStatus, NewWebhook,
     Webhook, WebhookEvent, WebhookRepository, WebhookStoreError,
 };
 use bulwark_domain::webhook_target::WebhookUrl;
 use sqlx::PgPool;
+
+use crate::quota::lock_owner;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -56,12 +57,6 @@ impl PgWebhookRepository {
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> WebhookStoreError {
     WebhookStoreError(Box::new(error))
 }
-
-/// The owner of a new webhook does not exist (or is deleted, or has a plan the domain does not
-/// know): a bug of the caller, an error for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create a webhook for user {0}: no such (undeleted) user with a known plan")]
-struct NoSuchOwner(Uuid);
 
 /// A stored row that no longer parses is a broken invariant (someone wrote around the domain
 /// types and the table's checks, or the domain became stricter): an error for the log.
@@ -234,17 +229,7 @@ impl WebhookRepository for PgWebhookRepository {
     ) -> Result<Webhook, CreateWebhookError> {
         let owner_id = new.owner_id;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // The owner's row is the lock every quota check of this user takes (documents do the same):
-        // concurrent registrations count one after the other, each seeing the previous one's row.
-        let plan = sqlx::query_scalar!(
-            "select plan from users where id = $1 and deleted_at is null for no key update",
-            owner_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
-        let plan = Plan::parse(&plan).ok_or_else(|| store_error(NoSuchOwner(owner_id)))?;
+        let plan = lock_owner(&mut tx, owner_id).await.map_err(store_error)?;
         let owned = sqlx::query_scalar!(
             r#"select count(*) as "count!" from webhooks where owner_id = $1"#,
             owner_id,
