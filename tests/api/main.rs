@@ -34,3 +34,4 @@ mod registration;
 mod sessions;
 mod timeouts;
 mod tokens;
+mod webhooks;

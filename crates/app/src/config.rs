@@ -81,6 +81,25 @@ pub enum LogFormat {
     Text,
 }
 
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Attempts, backoff, leases, and whether plain `http` may be registered (development only).
+    pub delivery: bulwark_domain::webhooks::DeliveryPolicy,
+    /// Longest wait for a receiver's TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest whole attempt, reading the (capped) response included.
+    pub timeout: Duration,
+    /// Largest response body read from a receiver; a larger one fails the attempt.
+    pub max_response_bytes: usize,
+    /// How often the worker looks for due deliveries when the queue was empty.
+    pub poll_interval: Duration,
+    /// Test-only network adjustments (receivers on loopback, fixed DNS answers). Never read from
+    /// the environment: only the test harness sets this, in code, so no deployment can switch the
+    /// SSRF policy off by configuration.
+    pub test_network: Option<bulwark_security::webhook_transport::TestNetwork>,
+}
+
 /// The whole configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -104,6 +123,8 @@ pub struct Config {
     pub flow_caps: bulwark_domain::flow::FlowCaps,
     /// SMTP delivery of the outbox; `None` keeps mail in the outbox.
     pub mail: Option<crate::delivery::MailSettings>,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -483,6 +504,7 @@ impl Config {
         let identity = identity_settings(&mut r);
         let mail = mail_settings(&mut r, production);
         let quotas = quota_settings(&mut r);
+        let webhooks = webhook_settings(&mut r, app_env == AppEnv::Development);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -494,7 +516,14 @@ impl Config {
                     ) as u32,
                     window: Duration::from_secs(60 * 60),
                 },
-                ..defaults
+                webhook_create: bulwark_domain::flow::FlowCap {
+                    max: r.number(
+                        "WEBHOOKS_PER_HOUR",
+                        u64::from(defaults.webhook_create.max),
+                        1..=100_000,
+                    ) as u32,
+                    window: Duration::from_secs(60 * 60),
+                },
             }
         };
 
@@ -623,6 +652,7 @@ impl Config {
             quotas,
             flow_caps,
             mail,
+            webhooks,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -665,6 +695,50 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
         defaults.pro,
     );
     PlanLimits { free, pro }
+}
+
+/// Reads the webhook delivery settings. Plain `http` targets are allowed in development only.
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn webhook_settings(r: &mut Reader<'_>, development: bool) -> WebhookSettings {
+    use bulwark_domain::webhooks::DeliveryPolicy;
+    let defaults = DeliveryPolicy::default();
+    let max_attempts = r.number(
+        "WEBHOOK_MAX_ATTEMPTS",
+        u64::from(defaults.max_attempts),
+        1..=20,
+    );
+    let retry_base = r.number(
+        "WEBHOOK_RETRY_BASE_SECS",
+        defaults.retry_base.as_secs(),
+        1..=3600,
+    );
+    let connect_timeout = r.number("WEBHOOK_CONNECT_TIMEOUT_SECS", 5, 1..=30);
+    let timeout = r.number("WEBHOOK_TIMEOUT_SECS", 10, 1..=60);
+    let poll_interval = r.number("WEBHOOK_POLL_INTERVAL_MS", 1000, 50..=60_000);
+    if connect_timeout > timeout {
+        r.fail(
+            "WEBHOOK_CONNECT_TIMEOUT_SECS",
+            "must not exceed WEBHOOK_TIMEOUT_SECS",
+        );
+    }
+    let timeout = Duration::from_secs(timeout);
+    WebhookSettings {
+        delivery: DeliveryPolicy {
+            allow_http: development,
+            max_attempts: max_attempts as u32,
+            retry_base: Duration::from_secs(retry_base),
+            // A lease outlives the longest attempt, so a slow receiver is never sent the same
+            // delivery twice by two workers.
+            lease: timeout + Duration::from_secs(30),
+            ..defaults
+        },
+        connect_timeout: Duration::from_secs(connect_timeout),
+        timeout,
+        max_response_bytes: 64 * 1024,
+        poll_interval: Duration::from_millis(poll_interval),
+        test_network: None,
+    }
 }
 
 /// Reads the SMTP settings: `None` when `SMTP_URL` is unset.

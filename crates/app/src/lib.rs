@@ -13,3 +13,4 @@ pub mod config;
 pub mod delivery;
 pub mod startup;
 pub mod telemetry;
+pub mod webhooks;

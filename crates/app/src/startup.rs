@@ -16,6 +16,7 @@ use bulwark_domain::audit::AuditLog;
 use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
+use bulwark_domain::webhooks::{WebhookPorts, WebhookService};
 use bulwark_persistence::PgPool;
 use bulwark_persistence::attachment::PgAttachmentRepository;
 use bulwark_persistence::audit::PgAuditLog;
@@ -28,12 +29,14 @@ use bulwark_persistence::outbox::PgOutbox;
 use bulwark_persistence::session::PgSessionStore;
 use bulwark_persistence::throttle::PgLoginThrottle;
 use bulwark_persistence::user::PgUserRepository;
+use bulwark_persistence::webhook::PgWebhookRepository;
 use bulwark_security::html::AmmoniaSanitizer;
 use bulwark_security::opaque::PrefixedTokens;
 use bulwark_security::password::Argon2Hasher;
 use bulwark_security::sealing::KeyringSealer;
 use bulwark_security::throttle::Sha256ThrottleKeys;
 use bulwark_security::tokens::JwtAccessTokens;
+use bulwark_security::webhook_transport::{GuardedTransport, TransportSettings};
 use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
 use bulwark_web::access::AccessTable;
 use bulwark_web::middleware::{self, SecurityHeaders};
@@ -89,6 +92,9 @@ pub enum StartupError {
     /// The data-encryption keyring cannot seal.
     #[error("cannot set up data encryption")]
     Sealer(#[source] bulwark_domain::sealing::SealError),
+    /// The webhook delivery client cannot be built.
+    #[error("cannot set up webhook delivery")]
+    Webhooks(#[source] bulwark_security::webhook_transport::TransportBuildError),
 }
 
 /// Everything the workers share, built once.
@@ -104,6 +110,7 @@ pub struct AppState {
     auth: web::Data<AuthService>,
     accounts: web::Data<AccountService>,
     documents: web::Data<DocumentService>,
+    webhooks: web::Data<WebhookService>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -177,7 +184,7 @@ impl AppState {
             KeyringSealer::new(&config.keys.data_encryption).map_err(StartupError::Sealer)?,
         );
         let liveness = CachedLiveness::new(pool.clone(), liveness::DEFAULT_TTL);
-        let outbox = PgOutbox::new(pool.clone(), sealer);
+        let outbox = PgOutbox::new(pool.clone(), sealer.clone());
         let users = Arc::new(PgUserRepository::new(pool.clone()));
         let sessions = Arc::new(PgSessionStore::new(pool.clone()));
         let throttle = Arc::new(PgLoginThrottle::new(pool.clone()));
@@ -203,14 +210,38 @@ impl AppState {
                 ..AuthRules::default()
             },
         );
+        let webhook_settings = &config.webhooks;
+        let transport = GuardedTransport::new(TransportSettings {
+            connect_timeout: webhook_settings.connect_timeout,
+            total_timeout: webhook_settings.timeout,
+            max_response_bytes: webhook_settings.max_response_bytes,
+            user_agent: concat!("Bulwark-Webhooks/", env!("CARGO_PKG_VERSION")).to_owned(),
+            test_network: webhook_settings.test_network.clone(),
+        })
+        .map_err(StartupError::Webhooks)?;
+        let flows = Arc::new(PgFlowLimiter::new(pool.clone()));
+        let webhooks = WebhookService::new(
+            WebhookPorts {
+                webhooks: Arc::new(PgWebhookRepository::new(pool.clone())),
+                transport: Arc::new(transport),
+                sealer: sealer.clone(),
+                tokens: opaque_tokens.clone(),
+                audit: audit.clone(),
+                flows: flows.clone(),
+                flow_caps: config.flow_caps,
+                limits: config.quotas,
+            },
+            webhook_settings.delivery,
+        );
         let documents = DocumentService::new(DocumentPorts {
             documents: Arc::new(PgDocumentRepository::new(pool.clone())),
             attachments: Arc::new(PgAttachmentRepository::new(pool.clone())),
             sanitizer: Arc::new(AmmoniaSanitizer::new()),
             audit: audit.clone(),
             limits: config.quotas,
-            flows: Arc::new(PgFlowLimiter::new(pool.clone())),
+            flows,
             flow_caps: config.flow_caps,
+            events: Arc::new(webhooks.clone()),
         });
         let audit_reader = audit.clone();
         let audit_log: Arc<dyn AuditLog> = audit.clone();
@@ -257,6 +288,7 @@ impl AppState {
             admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
             accounts: web::Data::new(accounts),
             documents: web::Data::new(documents),
+            webhooks: web::Data::new(webhooks),
             audit: web::Data::from(audit_log),
             liveness,
             outbox,
@@ -302,6 +334,7 @@ pub fn app(
         .app_data(state.auth.clone())
         .app_data(state.accounts.clone())
         .app_data(state.documents.clone())
+        .app_data(state.webhooks.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(bulwark_transport_rest::routes)
@@ -383,6 +416,10 @@ impl Application {
         let mut background = vec![
             state.liveness.spawn_listener(pool.clone()),
             spawn_purge(pool.clone()),
+            crate::webhooks::spawn(
+                state.webhooks.get_ref().clone(),
+                config.webhooks.poll_interval,
+            ),
         ];
         match &config.mail {
             Some(mail) => background.push(

@@ -22,6 +22,7 @@ use crate::document::{
     SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
 };
 use crate::error::{OrUnexpected, Unexpected};
+use crate::events::{DocumentChange, DocumentEvent, DocumentEvents};
 use crate::flow::{Flow, FlowCaps, FlowLimiter};
 use crate::policy::{self, Permission};
 use crate::quota::{PlanLimits, QuotaKind};
@@ -176,6 +177,8 @@ pub struct DocumentPorts {
     pub flows: Arc<dyn FlowLimiter>,
     /// Flow caps.
     pub flow_caps: FlowCaps,
+    /// Where changes are told (webhooks, and later the live fan-out).
+    pub events: Arc<dyn DocumentEvents>,
 }
 
 /// Documents: create, read, list, update, delete, share.
@@ -235,6 +238,18 @@ impl DocumentService {
                 .with_detail(reason(attempted)?),
         )
         .await
+    }
+
+    async fn publish(&self, document_id: Uuid, owner_id: Uuid, change: DocumentChange) {
+        self.ports
+            .events
+            .publish(DocumentEvent {
+                document_id,
+                owner_id,
+                change,
+                occurred_at: time::OffsetDateTime::now_utc(),
+            })
+            .await;
     }
 
     fn view(access: DocumentAccess, doc: crate::document::SharedDocument) -> DocumentView {
@@ -398,6 +413,14 @@ impl DocumentService {
             )
             .await?;
         }
+        self.publish(
+            id,
+            updated.owner_id,
+            DocumentChange::Updated {
+                version: updated.version,
+            },
+        )
+        .await;
         Ok(DocumentView {
             document: updated,
             shares: access.see_shares.then_some(doc.shares),
@@ -414,7 +437,7 @@ impl DocumentService {
         origin: &Origin,
         id: Uuid,
     ) -> Result<(), DocumentError> {
-        let (_, access) = self.load(actor, origin, id, "delete").await?;
+        let (doc, access) = self.load(actor, origin, id, "delete").await?;
         if !access.manage {
             self.deny(actor, origin, id, "delete").await?;
             return Err(DocumentError::Forbidden);
@@ -434,6 +457,8 @@ impl DocumentService {
                 .with_subject("document", id),
         )
         .await?;
+        self.publish(id, doc.document.owner_id, DocumentChange::Deleted)
+            .await;
         Ok(())
     }
 
@@ -506,6 +531,15 @@ impl DocumentService {
                 .with_detail(detail),
         )
         .await?;
+        self.publish(
+            id,
+            doc.document.owner_id,
+            DocumentChange::Shared {
+                user_id,
+                permission,
+            },
+        )
+        .await;
         Ok(share)
     }
 

@@ -19,6 +19,9 @@ pub enum TokenKind {
     EmailVerification,
     /// Sets a new password without the old one (`/auth/password/reset`).
     PasswordReset,
+    /// A webhook's signing secret: shown to its owner once, kept sealed (not hashed: deliveries
+    /// need it to sign), never looked up by digest.
+    WebhookSecret,
 }
 
 impl TokenKind {
@@ -29,6 +32,7 @@ impl TokenKind {
             Self::Refresh => "refresh",
             Self::EmailVerification => "email_verification",
             Self::PasswordReset => "password_reset",
+            Self::WebhookSecret => "webhook_secret",
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct Webhook {
 
 /// A webhook to register.
 pub struct NewWebhook {
+    /// Its id, chosen before it is stored: the sealed secret is bound to it (the sealing context
+    /// names the row, so a sealed secret copied onto another webhook does not open).
+    pub id: Uuid,
     /// Whose.
     pub owner_id: Uuid,
     /// Where.
@@ -96,6 +99,7 @@ pub struct NewWebhook {
 impl fmt::Debug for NewWebhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewWebhook")
+            .field("id", &self.id)
             .field("owner_id", &self.owner_id)
             .field("url", &self.url)
             .field("events", &self.events)
@@ -218,6 +222,83 @@ pub enum DeliveryOutcome {
         /// Why.
         error: String,
     },
+}
+
+/// The sealing context of a webhook's signing secret: the column and the row, so a sealed secret
+/// opens only for the webhook it was made for.
+#[must_use]
+pub fn secret_context(webhook_id: Uuid) -> Vec<u8> {
+    format!("webhooks.sealed_secret:{webhook_id}").into_bytes()
+}
+
+/// The request headers of a delivery besides the signature: the delivery's id (receivers
+/// deduplicate on it: delivery is at-least-once) and its event.
+pub mod headers {
+    /// The delivery's id.
+    pub const DELIVERY: &str = "Bulwark-Delivery";
+    /// The event.
+    pub const EVENT: &str = "Bulwark-Event";
+}
+
+/// One delivery attempt, as the transport is to send it.
+pub struct OutboundDelivery<'a> {
+    /// The delivery (sent in [`headers::DELIVERY`]).
+    pub delivery_id: Uuid,
+    /// The event (sent in [`headers::EVENT`]).
+    pub event: WebhookEvent,
+    /// Where to.
+    pub url: &'a WebhookUrl,
+    /// The exact JSON body to send (and sign).
+    pub body: &'a [u8],
+    /// The webhook's signing secret (the HMAC key), opened from its sealed form.
+    pub secret: &'a secrecy::SecretSlice<u8>,
+}
+
+impl fmt::Debug for OutboundDelivery<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundDelivery")
+            .field("delivery_id", &self.delivery_id)
+            .field("event", &self.event)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the transport made of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The receiver answered with this status (a redirect is an answer: it is never followed).
+    Answered {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The SSRF policy refused the address (an IP literal, or what the name resolved to).
+    Refused {
+        /// Why, in our own words.
+        reason: String,
+    },
+    /// No usable answer: the name did not resolve, the connection failed or timed out, TLS
+    /// failed, or the response exceeded the size cap.
+    Failed {
+        /// Why, in our own words (never the receiver's body).
+        reason: String,
+    },
+}
+
+/// The network side of webhooks: resolving and checking a target, and sending a signed delivery
+/// to it without ever reaching an address the SSRF policy forbids.
+#[async_trait]
+pub trait WebhookTransport: Send + Sync + fmt::Debug {
+    /// The registration checkpoint's second half: resolves the URL's host now and checks every
+    /// address ([`crate::webhook_target::check_resolved`]); an IP literal is checked as is.
+    ///
+    /// # Errors
+    /// A violation on `url` (`unresolvable`, `forbidden_address`).
+    async fn vet(&self, url: &WebhookUrl) -> Result<(), FieldViolation>;
+
+    /// Sends one delivery: a `POST` of the body, signed, to an address checked at connect time;
+    /// no proxy, no redirects, short timeouts, the response size capped.
+    async fn send(&self, delivery: OutboundDelivery<'_>) -> SendOutcome;
 }
 
 /// Why a webhook was not registered.

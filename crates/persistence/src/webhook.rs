@@ -243,10 +243,11 @@ impl WebhookRepository for PgWebhookRepository {
         let row = sqlx::query_as!(
             WebhookRow,
             r#"
-            insert into webhooks (owner_id, url, events, sealed_secret)
-            values ($1, $2, $3, $4)
+            insert into webhooks (id, owner_id, url, events, sealed_secret)
+            values ($1, $2, $3, $4, $5)
             returning id, owner_id, url, events, created_at
             "#,
+            new.id,
             owner_id,
             new.url.as_str(),
             &event_strings(&new.events),

@@ -31,6 +31,7 @@ async fn user(db: &TestDatabase) -> Uuid {
 
 fn hook(owner_id: Uuid, events: &[WebhookEvent]) -> NewWebhook {
     NewWebhook {
+        id: Uuid::new_v4(),
         owner_id,
         url: WebhookUrl::parse("https://hooks.example.com/in", false).unwrap(),
         events: events.to_vec(),

@@ -6,7 +6,9 @@
 //! [`refresh`] as the refresh tokens' own face of it), throttle keys for emails and client
 //! addresses ([`throttle`]), AES-256-GCM sealing of secrets at rest ([`sealing`]), the allowlist
 //! HTML sanitiser for document bodies ([`html`], on ammonia) and the HMAC signatures of webhook
-//! deliveries ([`webhook_signature`]). TOTP and API-key hashing join them with the MFA issue.
+//! deliveries ([`webhook_signature`]) with the SSRF-safe HTTP transport that sends them
+//! ([`webhook_transport`], on reqwest with rustls). TOTP and API-key hashing join them with the
+//! MFA issue.
 //!
 //! Rules this crate keeps:
 //! - One crypto backend, aws-lc-rs, for everything (two backends make rustls panic at start-up and
@@ -24,3 +26,4 @@ pub mod sealing;
 pub mod throttle;
 pub mod tokens;
 pub mod webhook_signature;
+pub mod webhook_transport;

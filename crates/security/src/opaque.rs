@@ -3,7 +3,7 @@
 //!
 //! Every token is a prefix naming its kind followed by 256 random bits from aws-lc's CSPRNG in
 //! base64url without padding (43 characters): `bwrt_…` (refresh), `bwev_…` (email verification),
-//! `bwpr_…` (password reset). The prefix lets secret scanners — and people — tell a leaked token
+//! `bwpr_…` (password reset), `bwhs_…` (webhook signing secret). The prefix lets secret scanners — and people — tell a leaked token
 //! and its kind at a glance. The digest that is stored is SHA-256 of the *whole* token string,
 //! prefix included, so the same random body under another prefix has another digest: a token of one
 //! kind can never be looked up as another, even if the prefix check were skipped.
@@ -35,6 +35,7 @@ pub const fn prefix(kind: TokenKind) -> &'static str {
         TokenKind::Refresh => "bwrt_",
         TokenKind::EmailVerification => "bwev_",
         TokenKind::PasswordReset => "bwpr_",
+        TokenKind::WebhookSecret => "bwhs_",
     }
 }
 
@@ -108,10 +109,11 @@ fn digest_of(token: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    const KINDS: [TokenKind; 3] = [
+    const KINDS: [TokenKind; 4] = [
         TokenKind::Refresh,
         TokenKind::EmailVerification,
         TokenKind::PasswordReset,
+        TokenKind::WebhookSecret,
     ];
 
     fn mint(kind: TokenKind) -> (String, TokenDigest) {

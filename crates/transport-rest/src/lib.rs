@@ -19,6 +19,7 @@ pub mod documents;
 pub mod health;
 pub mod jwks;
 pub mod users;
+pub mod webhooks;
 
 use utoipa::OpenApi;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -43,6 +44,7 @@ pub use jwks::{Jwk, JwkSet};
         (name = "users", description = "Accounts: registration and the caller's own account."),
         (name = "admin", description = "Administration: users, roles, locks, plans, the audit trail. Administrators only (403 for anyone else)."),
         (name = "documents", description = "The example resource: documents with visibility, tags and sharing; object-level authorisation on every verb."),
+        (name = "webhooks", description = "Signed notifications of the caller's document events to a URL it registers. Targets pass an SSRF policy at registration and on the address dialled at every delivery; redirects are never followed."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
     modifiers(&BearerScheme),
@@ -110,6 +112,10 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(admin::list_users)
         .service(admin::update_user)
         .service(admin::list_audit_events)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::delete_webhook)
+        .service(webhooks::list_deliveries)
         .service(
             // Document bodies may be up to 100 KiB, over the service-wide JSON limit.
             utoipa_actix_web::scope::scope("/api/v1/documents")
