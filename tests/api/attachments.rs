@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, assert_problem};
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRnot-really-an-image";
 
 /// A `multipart/form-data` body with the given parts `(field, filename, content type, bytes)`.
-fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(parts: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "bulwark-test-boundary-7d3c1a2b";
     let mut body = Vec::new();
     for (field, filename, content_type, bytes) in parts {

@@ -17,6 +17,7 @@ mod admin;
 mod architecture;
 mod attachments;
 mod audit;
+mod bola;
 mod compose;
 mod cors;
 mod database;

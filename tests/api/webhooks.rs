@@ -181,14 +181,18 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Hit> {
     })
 }
 
-fn ip(raw: &str) -> IpAddr {
+pub(crate) fn ip(raw: &str) -> IpAddr {
     raw.parse().unwrap()
 }
 
 /// An app whose webhook transport answers `hosts` from a fixed table and, with `loopback`, may
 /// deliver to 127.0.0.1; plain http targets are allowed (receivers here have no TLS). Retries
 /// wait a second; the worker polls every 50 ms.
-async fn app_with_network(hosts: &StaticHosts, loopback: bool, max_attempts: u32) -> TestApp {
+pub(crate) async fn app_with_network(
+    hosts: &StaticHosts,
+    loopback: bool,
+    max_attempts: u32,
+) -> TestApp {
     let hosts = hosts.clone();
     TestApp::spawn_configured(move |config| {
         config.webhooks.test_network = Some(TestNetwork {
