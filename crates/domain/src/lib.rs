@@ -50,6 +50,8 @@ pub mod flow;
 pub mod health;
 pub mod listing;
 pub mod mail;
+pub mod mfa;
+pub mod oauth;
 pub mod opaque;
 pub mod password;
 pub mod policy;
