@@ -109,7 +109,12 @@ fn routes_are_registered_only_through_the_documented_router() {
         "web::patch()",
         "web::delete()",
     ];
-    for (file, text) in crate_sources() {
+    // The test kit is no part of the service: its fakes (an identity provider) are servers of
+    // their own, with routes that must not appear in our OpenAPI document.
+    let service_sources = crate_sources()
+        .into_iter()
+        .filter(|(file, _)| !file.starts_with("crates/testkit/"));
+    for (file, text) in service_sources {
         for needle in raw_registrations {
             assert!(
                 !text.contains(needle),

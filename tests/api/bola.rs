@@ -29,7 +29,7 @@ enum Body {
 }
 
 /// Every route with an object id: method, OpenAPI path, the body to send, the answer.
-const ROUTES: [(&str, &str, Body, Expected); 11] = [
+const ROUTES: [(&str, &str, Body, Expected); 12] = [
     (
         "GET",
         "/api/v1/documents/{id}",
@@ -91,6 +91,12 @@ const ROUTES: [(&str, &str, Body, Expected); 11] = [
         Expected::NotFound,
     ),
     (
+        "DELETE",
+        "/api/v1/auth/api-keys/{id}",
+        Body::None,
+        Expected::NotFound,
+    ),
+    (
         "PATCH",
         "/api/v1/admin/users/{id}",
         Body::Json(r#"{"role": "admin"}"#),
@@ -126,7 +132,8 @@ async fn another_user_reaches_none_of_the_first_users_objects_on_any_route() {
     let carol = app.signed_up("carol@example.com").await;
     let mallory = app.signed_up("mallory@example.com").await;
 
-    // Ada's objects: a private document shared with Carol, with an attachment; a webhook; a session.
+    // Ada's objects: a private document shared with Carol, with an attachment; a webhook; a
+    // session; an API key.
     let document = app.document(&ada, "private").await;
     let document_id = document["id"].as_str().unwrap().to_owned();
     let shared = app
@@ -151,6 +158,7 @@ async fn another_user_reaches_none_of_the_first_users_objects_on_any_route() {
         .json()
         .await
         .unwrap();
+    let api_key = app.api_key(&ada, &["documents:read"]).await;
     let sessions: Value = app
         .list_sessions(&ada.access_token)
         .await
@@ -169,6 +177,8 @@ async fn another_user_reaches_none_of_the_first_users_objects_on_any_route() {
     for (method, template, body, expected) in ROUTES {
         let id = if template.starts_with("/api/v1/webhooks") {
             webhook["id"].as_str().unwrap()
+        } else if template.starts_with("/api/v1/auth/api-keys") {
+            api_key["id"].as_str().unwrap()
         } else if template.starts_with("/api/v1/auth/sessions") {
             &session_id
         } else if template.starts_with("/api/v1/admin/users") {
@@ -247,6 +257,15 @@ async fn another_user_reaches_none_of_the_first_users_objects_on_any_route() {
         .unwrap();
     assert_eq!(webhooks["items"].as_array().unwrap().len(), 1);
     assert_eq!(app.get_me(&ada.access_token).await.status(), 200);
+    let by_key = app
+        .authed(
+            Method::GET,
+            "/api/v1/documents",
+            api_key["key"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(by_key.status(), 200);
     let me: Value = app.get_me(&ada.access_token).await.json().await.unwrap();
     assert_eq!(me["role"], "user");
     // Mallory's own session still works: being refused is not being signed out.

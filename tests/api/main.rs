@@ -14,6 +14,7 @@
 mod access;
 mod account;
 mod admin;
+mod api_keys;
 mod architecture;
 mod attachments;
 mod audit;

@@ -153,6 +153,8 @@ pub struct IdentitySettings {
     pub verification_token_ttl: Duration,
     /// Most mails of one kind to one address per hour.
     pub mails_per_hour: u32,
+    /// The issuer name authenticator apps show next to TOTP codes (`TOTP_ISSUER`).
+    pub totp_issuer: String,
 }
 
 impl fmt::Debug for IdentitySettings {
@@ -673,16 +675,18 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
     let defaults = PlanLimits::default();
     // The names are spelled out (not built with `format!`) so that the check that every variable
     // is documented in .env.example can see them.
-    let mut limits = |[documents, attachments, webhooks]: [&str; 3], d: Limits| Limits {
+    let mut limits = |[documents, attachments, webhooks, api_keys]: [&str; 4], d: Limits| Limits {
         documents: r.number(documents, u64::from(d.documents), 1..=10_000_000) as u32,
         attachment_bytes: r.number(attachments, d.attachment_bytes / MIB, 1..=10_000_000) * MIB,
         webhooks: r.number(webhooks, u64::from(d.webhooks), 0..=10_000) as u32,
+        api_keys: r.number(api_keys, u64::from(d.api_keys), 0..=10_000) as u32,
     };
     let free = limits(
         [
             "QUOTA_FREE_DOCUMENTS",
             "QUOTA_FREE_ATTACHMENT_MIB",
             "QUOTA_FREE_WEBHOOKS",
+            "QUOTA_FREE_API_KEYS",
         ],
         defaults.free,
     );
@@ -691,6 +695,7 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
             "QUOTA_PRO_DOCUMENTS",
             "QUOTA_PRO_ATTACHMENT_MIB",
             "QUOTA_PRO_WEBHOOKS",
+            "QUOTA_PRO_API_KEYS",
         ],
         defaults.pro,
     );
@@ -900,6 +905,13 @@ fn identity_settings(r: &mut Reader<'_>) -> Option<IdentitySettings> {
     );
     let verification_ttl = r.number("EMAIL_VERIFICATION_TOKEN_TTL_SECS", DAY, 600..=7 * DAY);
     let mails_per_hour = r.number("ACCOUNT_MAILS_PER_HOUR", 3, 1..=20) as u32;
+    // Shown by authenticator apps and written into the otpauth:// link (percent-encoded there).
+    let totp_issuer = r.parse("TOTP_ISSUER", "Bulwark".to_owned(), |raw| {
+        let ok = (1..=64).contains(&raw.chars().count())
+            && !raw.chars().any(|c| c.is_control() || c == ':');
+        ok.then(|| raw.to_owned())
+            .ok_or_else(|| "must be 1..=64 characters without `:` or control characters".to_owned())
+    });
 
     (r.problems.len() == before).then(|| IdentitySettings {
         argon2,
@@ -920,6 +932,7 @@ fn identity_settings(r: &mut Reader<'_>) -> Option<IdentitySettings> {
         reset_token_ttl: Duration::from_secs(reset_ttl),
         verification_token_ttl: Duration::from_secs(verification_ttl),
         mails_per_hour,
+        totp_issuer,
     })
 }
 

@@ -12,30 +12,37 @@ use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
 use bulwark_domain::account::{AccountPorts, AccountRules, AccountService};
 use bulwark_domain::admin::{AdminPorts, AdminService};
+use bulwark_domain::api_keys::{ApiKeyPorts, ApiKeyService};
 use bulwark_domain::audit::AuditLog;
 use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
+use bulwark_domain::mfa_service::{MfaPorts, MfaRules, MfaService};
 use bulwark_domain::webhooks::{WebhookPorts, WebhookService};
 use bulwark_persistence::PgPool;
+use bulwark_persistence::api_key::PgApiKeyRepository;
 use bulwark_persistence::attachment::PgAttachmentRepository;
 use bulwark_persistence::audit::PgAuditLog;
 use bulwark_persistence::document::PgDocumentRepository;
 use bulwark_persistence::flow::PgFlowLimiter;
 use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::liveness::{self, CachedLiveness};
+use bulwark_persistence::mfa::PgMfaStore;
 use bulwark_persistence::one_time::PgOneTimeTokenStore;
 use bulwark_persistence::outbox::PgOutbox;
 use bulwark_persistence::session::PgSessionStore;
 use bulwark_persistence::throttle::PgLoginThrottle;
 use bulwark_persistence::user::PgUserRepository;
 use bulwark_persistence::webhook::PgWebhookRepository;
+use bulwark_security::api_key::PrefixedApiKeys;
 use bulwark_security::html::AmmoniaSanitizer;
 use bulwark_security::opaque::PrefixedTokens;
 use bulwark_security::password::Argon2Hasher;
+use bulwark_security::recovery::RecoveryCodeMinter;
 use bulwark_security::sealing::KeyringSealer;
 use bulwark_security::throttle::Sha256ThrottleKeys;
 use bulwark_security::tokens::JwtAccessTokens;
+use bulwark_security::totp::TotpAuthenticator;
 use bulwark_security::webhook_transport::{GuardedTransport, TransportSettings};
 use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
 use bulwark_web::access::AccessTable;
@@ -111,6 +118,8 @@ pub struct AppState {
     accounts: web::Data<AccountService>,
     documents: web::Data<DocumentService>,
     webhooks: web::Data<WebhookService>,
+    api_keys: web::Data<ApiKeyService>,
+    mfa: web::Data<MfaService>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -191,6 +200,41 @@ impl AppState {
         let audit = Arc::new(PgAuditLog::new(pool.clone()));
         let opaque_tokens = Arc::new(PrefixedTokens);
         let throttle_keys = Arc::new(Sha256ThrottleKeys);
+        let accounts = AccountService::new(
+            AccountPorts {
+                users: users.clone(),
+                hasher: hasher.clone(),
+                sessions: sessions.clone(),
+                liveness: Arc::new(liveness.clone()),
+                opaque_tokens: opaque_tokens.clone(),
+                one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool.clone())),
+                mailer: Arc::new(outbox.clone()),
+                throttle: throttle.clone(),
+                throttle_keys: throttle_keys.clone(),
+                audit: audit.clone(),
+            },
+            AccountRules {
+                password: identity.password,
+                throttle: identity.account_throttle,
+                reset_token_ttl: identity.reset_token_ttl,
+                verification_token_ttl: identity.verification_token_ttl,
+                mails_per_window: identity.mails_per_hour,
+                mail_window: std::time::Duration::from_secs(60 * 60),
+            },
+        );
+        let mfa = MfaService::new(
+            MfaPorts {
+                store: Arc::new(PgMfaStore::new(pool.clone())),
+                totp: Arc::new(TotpAuthenticator::new(config.identity.totp_issuer.clone())),
+                recovery: Arc::new(RecoveryCodeMinter),
+                sealer: sealer.clone(),
+                tokens: opaque_tokens.clone(),
+                users: users.clone(),
+                audit: audit.clone(),
+            },
+            MfaRules::default(),
+            accounts.clone(),
+        );
         let auth = AuthService::new(
             AuthPorts {
                 users: users.clone(),
@@ -202,6 +246,7 @@ impl AppState {
                 throttle: throttle.clone(),
                 throttle_keys: throttle_keys.clone(),
                 audit: audit.clone(),
+                second_factor: Arc::new(mfa.clone()),
             },
             AuthRules {
                 password: identity.password,
@@ -252,28 +297,12 @@ impl AppState {
             audit: audit.clone(),
             audit_reader,
         };
-        let accounts = AccountService::new(
-            AccountPorts {
-                users,
-                hasher,
-                sessions,
-                liveness: Arc::new(liveness.clone()),
-                opaque_tokens,
-                one_time_tokens: Arc::new(PgOneTimeTokenStore::new(pool)),
-                mailer: Arc::new(outbox.clone()),
-                throttle,
-                throttle_keys,
-                audit,
-            },
-            AccountRules {
-                password: identity.password,
-                throttle: identity.account_throttle,
-                reset_token_ttl: identity.reset_token_ttl,
-                verification_token_ttl: identity.verification_token_ttl,
-                mails_per_window: identity.mails_per_hour,
-                mail_window: std::time::Duration::from_secs(60 * 60),
-            },
-        );
+        let api_key_ports = ApiKeyPorts {
+            keys: Arc::new(PgApiKeyRepository::new(pool.clone())),
+            tokens: Arc::new(PrefixedApiKeys),
+            audit: audit.clone(),
+            limits: config.quotas,
+        };
         Ok(Self {
             headers: SecurityHeaders {
                 hsts: http.behind_tls_proxy,
@@ -286,6 +315,8 @@ impl AppState {
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
             admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
+            api_keys: web::Data::new(ApiKeyService::new(api_key_ports, accounts.clone())),
+            mfa: web::Data::new(mfa),
             accounts: web::Data::new(accounts),
             documents: web::Data::new(documents),
             webhooks: web::Data::new(webhooks),
@@ -335,6 +366,8 @@ pub fn app(
         .app_data(state.accounts.clone())
         .app_data(state.documents.clone())
         .app_data(state.webhooks.clone())
+        .app_data(state.api_keys.clone())
+        .app_data(state.mfa.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(bulwark_transport_rest::routes)

@@ -177,10 +177,20 @@ pub enum AccountError {
     /// there is nobody to hide it from).
     #[error("an account with this email exists")]
     EmailTaken,
+    /// A sensitive operation needs a recent sign-in (within [`STEP_UP_WINDOW`]) or the password.
+    #[error("re-authentication required")]
+    ReauthenticationRequired,
+    /// The caller authenticated with an API key, which can never manage credentials.
+    #[error("not allowed with an API key")]
+    SessionRequired,
     /// See [`Unexpected`].
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
+
+/// How recent a sign-in must be for a sensitive operation (creating an API key, setting up or
+/// disabling MFA) to go ahead without the password (ASVS 6.x / 7.5.x "re-authentication").
+pub const STEP_UP_WINDOW: time::Duration = time::Duration::minutes(10);
 
 /// Registration, profile, passwords, verification, deletion.
 #[derive(Debug, Clone)]
@@ -297,6 +307,7 @@ impl AccountService {
                     email_verified_at: None,
                     locked: false,
                     created_at: OffsetDateTime::now_utc(),
+                    mfa_enabled: false,
                 })
             }
             Err(CreateUserError::Store(e)) => Err(Unexpected::new("user create", e).into()),
@@ -528,6 +539,35 @@ impl AccountService {
             return Err(AccountError::WrongPassword { field });
         }
         Ok(user)
+    }
+
+    /// The step-up check of a sensitive operation: the caller must be a session (never an API
+    /// key), and must either have signed in within [`STEP_UP_WINDOW`] or give the password now. A
+    /// password given is always checked (throttled and audited like any re-authentication), even
+    /// when the sign-in is recent.
+    ///
+    /// # Errors
+    /// `SessionRequired`, `ReauthenticationRequired`, `WrongPassword`, `Throttled`, `Invalid` (an
+    /// over-long password), `NotFound`, `Unexpected`.
+    pub async fn step_up(
+        &self,
+        actor: &Actor,
+        origin: &Origin,
+        password: Option<&SecretString>,
+    ) -> Result<(), AccountError> {
+        if !actor.is_session() {
+            return Err(AccountError::SessionRequired);
+        }
+        if let Some(password) = password {
+            self.reauthenticate(actor, origin, "password", password)
+                .await?;
+            return Ok(());
+        }
+        let age = OffsetDateTime::now_utc() - actor.authenticated_at;
+        if age > STEP_UP_WINDOW {
+            return Err(AccountError::ReauthenticationRequired);
+        }
+        Ok(())
     }
 
     /// Checks a new password against the policy in the user's context (errors on `new_password`)

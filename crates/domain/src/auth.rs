@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::audit::{AuditDetail, AuditLog, AuditValue, EventType, NewAuditEvent, Outcome};
 use crate::context::{Actor, Origin};
 use crate::error::{OrUnexpected, Unexpected};
+use crate::mfa::{MfaProof, SecondFactor};
 use crate::opaque::{OpaqueTokens, TokenKind};
 use crate::password::{Password, PasswordHasher, PasswordPolicy, Verification, normalize};
 use crate::session::{
@@ -52,9 +53,15 @@ pub mod events {
     pub const LOGOUT_ALL: &str = "auth.logout_all";
     /// One session revoked from the session list.
     pub const SESSION_REVOKED: &str = "auth.session_revoked";
+    /// A correct password of an MFA account: a challenge was handed out instead of a session.
+    pub const MFA_CHALLENGED: &str = "auth.mfa_challenged";
+    /// A second factor was refused (wrong, replayed or spent code; dead challenge).
+    pub const MFA_FAILED: &str = "auth.mfa_failed";
 
     /// Every type above (a unit test parses them all).
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
+        MFA_CHALLENGED,
+        MFA_FAILED,
         LOGIN,
         LOGIN_FAILED,
         LOCKOUT,
@@ -91,6 +98,8 @@ pub struct AuthPorts {
     pub throttle_keys: Arc<dyn ThrottleKeys>,
     /// The audit trail.
     pub audit: Arc<dyn AuditLog>,
+    /// The second factor of accounts that have one.
+    pub second_factor: Arc<dyn SecondFactor>,
 }
 
 /// The configurable rules.
@@ -137,6 +146,38 @@ impl std::fmt::Debug for TokenPair {
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
     }
+}
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// A session.
+    Session(TokenPair),
+    /// The account has MFA: present a code with this single-purpose token (`/auth/mfa/verify`).
+    MfaRequired {
+        /// The challenge token (`bwmf_…`), valid for minutes and a few attempts.
+        mfa_token: SecretString,
+    },
+}
+
+/// Why the second step of an MFA sign-in failed, as far as the client may know.
+#[derive(Debug, thiserror::Error)]
+pub enum MfaSignInError {
+    /// The challenge token is unknown, expired, used, or out of attempts.
+    #[error("invalid or expired MFA token")]
+    InvalidToken,
+    /// The code is wrong, replayed, or a spent recovery code.
+    #[error("invalid code")]
+    InvalidCode,
+    /// Too many failures for this account: retry after the duration.
+    #[error("too many failed attempts")]
+    Throttled {
+        /// How long until a new attempt is considered.
+        retry_after: Duration,
+    },
+    /// See [`Unexpected`].
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
 }
 
 /// Why sign-in failed, as far as the client may know.
@@ -251,7 +292,7 @@ impl AuthService {
         origin: &Origin,
         submitted_email: &str,
         password: SecretString,
-    ) -> Result<TokenPair, LoginError> {
+    ) -> Result<SignIn, LoginError> {
         if let Some(too_long) = self.rules.password.refuse_overlong("password", &password) {
             return Err(LoginError::Invalid(vec![too_long]));
         }
@@ -299,6 +340,17 @@ impl AuthService {
         if let Verification::Match { needs_rehash: true } = verification {
             self.rehash(user_id, &password).await;
         }
+        // With MFA the password is only half: the account's failure count stays until the second
+        // factor passes, and wrong codes add to it (see `verify_mfa`), so a stolen password buys a
+        // bounded number of guesses at the code, not a fresh five with every login.
+        if self.ports.second_factor.required(user_id).await? {
+            let mfa_token = self.ports.second_factor.challenge(user_id).await?;
+            self.record(
+                event(origin, events::MFA_CHALLENGED, Outcome::Success)?.with_actor(user_id),
+            )
+            .await?;
+            return Ok(SignIn::MfaRequired { mfa_token });
+        }
         self.ports
             .throttle
             .clear(account_key)
@@ -309,6 +361,96 @@ impl AuthService {
             event(origin, events::LOGIN, Outcome::Success)?
                 .with_actor(user_id)
                 .with_subject("session", pair.session_id),
+        )
+        .await?;
+        Ok(SignIn::Session(pair))
+    }
+
+    /// The second step of an MFA sign-in: the challenge token from `login` and a TOTP code or a
+    /// recovery code. A wrong code counts against the challenge (a few attempts) and against the
+    /// account's sign-in throttle; a code is accepted once.
+    ///
+    /// # Errors
+    /// [`MfaSignInError`].
+    #[tracing::instrument(name = "auth.verify_mfa", skip_all)]
+    pub async fn verify_mfa(
+        &self,
+        origin: &Origin,
+        mfa_token: &str,
+        proof: MfaProof,
+    ) -> Result<TokenPair, MfaSignInError> {
+        let Some(user_id) = self.ports.second_factor.attempt(mfa_token).await? else {
+            self.record(
+                event(origin, events::MFA_FAILED, Outcome::Failure)?
+                    .with_detail(reason("invalid_token")?),
+            )
+            .await?;
+            return Err(MfaSignInError::InvalidToken);
+        };
+        let user = self
+            .ports
+            .users
+            .find(user_id)
+            .await
+            .or_unexpected("user lookup")?;
+        let Some(user) = user else {
+            return Err(MfaSignInError::InvalidToken);
+        };
+        let account_key = self.ports.throttle_keys.account(user.email.as_str());
+        let address_key = origin.ip.map(|ip| self.ports.throttle_keys.address(ip));
+        if let Some(retry_after) = self.blocked_for(account_key, address_key).await? {
+            return Err(MfaSignInError::Throttled { retry_after });
+        }
+        if !self.ports.second_factor.check(user_id, &proof).await? {
+            self.ports
+                .throttle
+                .record_failure(account_key, self.rules.account_throttle)
+                .await
+                .or_unexpected("throttle count")?;
+            self.record(
+                event(origin, events::MFA_FAILED, Outcome::Failure)?
+                    .with_actor(user_id)
+                    .with_detail(reason("wrong_code")?),
+            )
+            .await?;
+            return Err(MfaSignInError::InvalidCode);
+        }
+        if !self.ports.second_factor.finish(mfa_token).await? {
+            return Err(MfaSignInError::InvalidToken);
+        }
+        // Locked (or deleted) between the password and the code: no session.
+        let credentials = self
+            .ports
+            .users
+            .credentials_by_id(user_id)
+            .await
+            .or_unexpected("credentials lookup")?;
+        if credentials.is_none_or(|c| c.locked) {
+            return Err(MfaSignInError::InvalidToken);
+        }
+        self.ports
+            .throttle
+            .clear(account_key)
+            .await
+            .or_unexpected("throttle clear")?;
+        let pair = self.open_session(origin, user_id).await?;
+        let detail = AuditDetail::new()
+            .with(
+                "second_factor",
+                AuditValue::Text(
+                    match proof {
+                        MfaProof::Totp(_) => "totp",
+                        MfaProof::RecoveryCode(_) => "recovery_code",
+                    }
+                    .to_owned(),
+                ),
+            )
+            .or_unexpected("audit detail")?;
+        self.record(
+            event(origin, events::LOGIN, Outcome::Success)?
+                .with_actor(user_id)
+                .with_subject("session", pair.session_id)
+                .with_detail(detail),
         )
         .await?;
         Ok(pair)
@@ -658,6 +800,7 @@ impl AuthService {
             session_id: claims.session_id,
             role: principal.role,
             authenticated_at: principal.authenticated_at,
+            credential: crate::context::Credential::Session,
         })
     }
 }
@@ -959,6 +1102,29 @@ mod tests {
         }
     }
 
+    /// Accounts without MFA (the MFA flow is proved end to end in `tests/api/mfa.rs`).
+    #[derive(Debug)]
+    struct NoSecondFactor;
+
+    #[async_trait::async_trait]
+    impl SecondFactor for NoSecondFactor {
+        async fn required(&self, _: Uuid) -> Result<bool, Unexpected> {
+            Ok(false)
+        }
+        async fn challenge(&self, _: Uuid) -> Result<SecretString, Unexpected> {
+            unreachable!("no account here has MFA")
+        }
+        async fn attempt(&self, _: &str) -> Result<Option<Uuid>, Unexpected> {
+            Ok(None)
+        }
+        async fn check(&self, _: Uuid, _: &MfaProof) -> Result<bool, Unexpected> {
+            Ok(false)
+        }
+        async fn finish(&self, _: &str) -> Result<bool, Unexpected> {
+            Ok(false)
+        }
+    }
+
     fn service(locked: bool) -> (AuthService, Arc<Fakes>) {
         let fakes = Arc::new(Fakes {
             locked,
@@ -975,6 +1141,7 @@ mod tests {
             throttle: Arc::new(p.clone()),
             throttle_keys: Arc::new(p.clone()),
             audit: Arc::new(p),
+            second_factor: Arc::new(NoSecondFactor),
         };
         (AuthService::new(ports, AuthRules::default()), fakes)
     }
@@ -1037,8 +1204,12 @@ mod tests {
                 SecretString::from("Wrong-1!"),
             ));
         }
-        let pair = block_on(service.login(&origin(), "Ada@Example.com", SecretString::from(GOOD)))
-            .unwrap();
+        let signed_in =
+            block_on(service.login(&origin(), "Ada@Example.com", SecretString::from(GOOD)))
+                .unwrap();
+        let SignIn::Session(pair) = signed_in else {
+            panic!("no MFA here");
+        };
         assert_eq!(pair.user_id, ada_id());
         assert_eq!(fakes.hashes.load(Ordering::SeqCst), 1, "re-hashed once");
         assert_eq!(fakes.sessions.load(Ordering::SeqCst), 1);

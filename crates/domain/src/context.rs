@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::api_key::{Scope, Scopes};
 use crate::audit::{EventType, NewAuditEvent, Outcome};
 use crate::user::Role;
 
@@ -46,6 +47,41 @@ pub struct Actor {
     pub session_id: Uuid,
     /// The user's role.
     pub role: Role,
-    /// When the session signed in (for "recent authentication" rules).
+    /// When the session signed in (for "recent authentication" rules); for an API key, when the
+    /// key was created (never recent enough for a step-up: API keys cannot step up).
     pub authenticated_at: OffsetDateTime,
+    /// How the caller authenticated.
+    pub credential: Credential,
+}
+
+/// How a caller authenticated: with a session's access token, or with an API key and its scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token of a live session: everything the role allows.
+    Session,
+    /// An API key: only its scopes (within the role), and never credential management. The
+    /// actor's `session_id` is then the key's id.
+    ApiKey {
+        /// What the key may do.
+        scopes: Scopes,
+    },
+}
+
+impl Actor {
+    /// Whether the actor may use `scope`: a session may do anything its role allows, an API key
+    /// only what its scopes name.
+    #[must_use]
+    pub const fn has_scope(&self, scope: Scope) -> bool {
+        match self.credential {
+            Credential::Session => true,
+            Credential::ApiKey { scopes } => scopes.contains(scope),
+        }
+    }
+
+    /// Whether the actor authenticated with a session (what managing credentials, MFA, passwords
+    /// and sessions requires).
+    #[must_use]
+    pub const fn is_session(&self) -> bool {
+        matches!(self.credential, Credential::Session)
+    }
 }

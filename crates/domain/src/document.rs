@@ -503,6 +503,7 @@ mod tests {
             session_id: Uuid::nil(),
             role,
             authenticated_at: OffsetDateTime::UNIX_EPOCH,
+            credential: crate::context::Credential::Session,
         }
     }
 

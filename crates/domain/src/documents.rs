@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::api_key::Scope;
 use crate::attachment::{
     Attachment, AttachmentRepository, CreateAttachmentError, NewAttachment, check_upload,
     sanitize_filename,
@@ -155,6 +156,16 @@ pub fn parse_list_request(request: &ListRequest) -> Result<DocumentQuery, Vec<Fi
     }
 }
 
+/// `Forbidden` unless the actor may use `scope` (an API key without it; sessions have every
+/// scope). Checked before anything is read, so it says nothing about any document.
+fn require_scope(actor: &Actor, scope: Scope) -> Result<(), DocumentError> {
+    if actor.has_scope(scope) {
+        Ok(())
+    } else {
+        Err(DocumentError::Forbidden)
+    }
+}
+
 /// The value, or `None` with its violation recorded.
 fn keep<T>(violations: &mut Vec<FieldViolation>, result: Result<T, FieldViolation>) -> Option<T> {
     result.map_err(|v| violations.push(v)).ok()
@@ -268,6 +279,7 @@ impl DocumentService {
         actor: &Actor,
         input: DocumentInput,
     ) -> Result<DocumentView, DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let title = DocumentTitle::parse(&input.title);
         let body = DocumentBody::parse(&input.body, self.ports.sanitizer.as_ref());
         let visibility = input
@@ -319,6 +331,7 @@ impl DocumentService {
         origin: &Origin,
         id: Uuid,
     ) -> Result<DocumentView, DocumentError> {
+        require_scope(actor, Scope::DocumentsRead)?;
         let (doc, access) = self.load(actor, origin, id, "read").await?;
         Ok(Self::view(access, doc))
     }
@@ -332,6 +345,7 @@ impl DocumentService {
         actor: &Actor,
         request: &ListRequest,
     ) -> Result<DocumentPage, DocumentError> {
+        require_scope(actor, Scope::DocumentsRead)?;
         let query = parse_list_request(request).map_err(DocumentError::Invalid)?;
         let readable = Readable {
             user_id: actor.user_id,
@@ -358,6 +372,7 @@ impl DocumentService {
         version: i32,
         patch: DocumentPatch,
     ) -> Result<DocumentView, DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (doc, access) = self.load(actor, origin, id, "update").await?;
         let allowed = access.write && (patch.visibility.is_none() || access.manage);
         if !allowed {
@@ -437,6 +452,7 @@ impl DocumentService {
         origin: &Origin,
         id: Uuid,
     ) -> Result<(), DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (doc, access) = self.load(actor, origin, id, "delete").await?;
         if !access.manage {
             self.deny(actor, origin, id, "delete").await?;
@@ -475,6 +491,7 @@ impl DocumentService {
         user_id: Uuid,
         permission: &str,
     ) -> Result<Share, DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (doc, access) = self.load(actor, origin, id, "share").await?;
         if !access.manage {
             self.deny(actor, origin, id, "share").await?;
@@ -554,6 +571,7 @@ impl DocumentService {
         id: Uuid,
         user_id: Uuid,
     ) -> Result<(), DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (_, access) = self.load(actor, origin, id, "unshare").await?;
         if !access.manage {
             self.deny(actor, origin, id, "unshare").await?;
@@ -592,6 +610,7 @@ impl DocumentService {
         origin: &Origin,
         id: Uuid,
     ) -> Result<(), DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (_, access) = self.load(actor, origin, id, "attach").await?;
         if !access.write {
             self.deny(actor, origin, id, "attach").await?;
@@ -614,6 +633,7 @@ impl DocumentService {
         filename: &str,
         content: Vec<u8>,
     ) -> Result<Attachment, DocumentError> {
+        require_scope(actor, Scope::DocumentsWrite)?;
         let (doc, access) = self.load(actor, origin, id, "attach").await?;
         if !access.write {
             self.deny(actor, origin, id, "attach").await?;
@@ -652,6 +672,7 @@ impl DocumentService {
         id: Uuid,
         attachment_id: Uuid,
     ) -> Result<(Attachment, Vec<u8>), DocumentError> {
+        require_scope(actor, Scope::DocumentsRead)?;
         self.load(actor, origin, id, "download").await?;
         self.ports
             .attachments

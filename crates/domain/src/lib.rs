@@ -38,6 +38,8 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_key;
+pub mod api_keys;
 pub mod attachment;
 pub mod audit;
 pub mod auth;
@@ -51,6 +53,7 @@ pub mod health;
 pub mod listing;
 pub mod mail;
 pub mod mfa;
+pub mod mfa_service;
 pub mod oauth;
 pub mod opaque;
 pub mod password;

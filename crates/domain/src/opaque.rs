@@ -22,6 +22,9 @@ pub enum TokenKind {
     /// A webhook's signing secret: shown to its owner once, kept sealed (not hashed: deliveries
     /// need it to sign), never looked up by digest.
     WebhookSecret,
+    /// The single-purpose token between a correct password and a session for an MFA account
+    /// (`/auth/mfa/verify`); useless anywhere else.
+    MfaChallenge,
 }
 
 impl TokenKind {
@@ -33,6 +36,7 @@ impl TokenKind {
             Self::EmailVerification => "email_verification",
             Self::PasswordReset => "password_reset",
             Self::WebhookSecret => "webhook_secret",
+            Self::MfaChallenge => "mfa_challenge",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Per-user quotas by plan: how many documents, attachment bytes and webhooks one user may have.
+//! Per-user quotas by plan: how many documents, attachment bytes, webhooks and API keys one user may
+//! have.
 //!
 //! A quota is checked *inside the transaction that writes*, with the user's row locked, so that
 //! concurrent requests at the limit take turns and never overshoot it (a check before the write, in
@@ -16,6 +17,8 @@ pub struct Limits {
     pub attachment_bytes: u64,
     /// Webhooks registered.
     pub webhooks: u32,
+    /// API keys (live ones: revoked keys do not count).
+    pub api_keys: u32,
 }
 
 /// The limits of every plan (from configuration).
@@ -45,11 +48,13 @@ impl Default for PlanLimits {
                 documents: 100,
                 attachment_bytes: 50 * 1024 * 1024,
                 webhooks: 5,
+                api_keys: 5,
             },
             pro: Limits {
                 documents: 10_000,
                 attachment_bytes: 5 * 1024 * 1024 * 1024,
                 webhooks: 50,
+                api_keys: 50,
             },
         }
     }
@@ -64,6 +69,8 @@ pub enum QuotaKind {
     AttachmentBytes,
     /// Webhooks.
     Webhooks,
+    /// API keys.
+    ApiKeys,
 }
 
 impl QuotaKind {
@@ -74,6 +81,7 @@ impl QuotaKind {
             Self::Documents => "documents",
             Self::AttachmentBytes => "attachment bytes",
             Self::Webhooks => "webhooks",
+            Self::ApiKeys => "API keys",
         }
     }
 }
@@ -90,5 +98,6 @@ mod tests {
         assert!(limits.pro.documents >= limits.free.documents);
         assert!(limits.pro.attachment_bytes >= limits.free.attachment_bytes);
         assert!(limits.pro.webhooks >= limits.free.webhooks);
+        assert!(limits.pro.api_keys >= limits.free.api_keys);
     }
 }

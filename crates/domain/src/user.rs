@@ -294,6 +294,8 @@ pub struct User {
     pub locked: bool,
     /// When the account was created.
     pub created_at: OffsetDateTime,
+    /// Whether a second factor (TOTP) is on.
+    pub mfa_enabled: bool,
 }
 
 /// What signing in needs to know about an account, looked up by email.

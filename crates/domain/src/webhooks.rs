@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::api_key::Scope;
 use crate::audit::{AuditDetail, AuditLog, AuditValue, NewAuditEvent, Outcome};
 use crate::auth::{event, reason};
 use crate::context::{Actor, Origin};
@@ -94,6 +95,9 @@ pub enum WebhookError {
     /// No such webhook, or another user's.
     #[error("no such webhook")]
     NotFound,
+    /// An API key without the scope this needs.
+    #[error("not allowed")]
+    Forbidden,
     /// The actor's plan allows no more webhooks.
     #[error("quota exceeded: {}", .0.as_str())]
     QuotaExceeded(QuotaKind),
@@ -206,6 +210,7 @@ impl WebhookService {
         origin: &Origin,
         input: WebhookInput,
     ) -> Result<CreatedWebhook, WebhookError> {
+        require_scope(actor, Scope::WebhooksWrite)?;
         let url = WebhookUrl::parse(&input.url, self.policy.allow_http);
         let events = parse_events(&input.events);
         let (url, events) = match (url, events) {
@@ -306,6 +311,7 @@ impl WebhookService {
     /// # Errors
     /// `Unexpected`.
     pub async fn list(&self, actor: &Actor) -> Result<Vec<Webhook>, WebhookError> {
+        require_scope(actor, Scope::WebhooksRead)?;
         Ok(self
             .ports
             .webhooks
@@ -324,6 +330,7 @@ impl WebhookService {
         origin: &Origin,
         id: Uuid,
     ) -> Result<(), WebhookError> {
+        require_scope(actor, Scope::WebhooksWrite)?;
         if !self
             .ports
             .webhooks
@@ -352,6 +359,7 @@ impl WebhookService {
         id: Uuid,
         limit: Option<u32>,
     ) -> Result<Vec<Delivery>, WebhookError> {
+        require_scope(actor, Scope::WebhooksRead)?;
         let mut violations = Vec::new();
         let limit = listing::limit(limit, &mut violations);
         if !violations.is_empty() {
@@ -552,6 +560,15 @@ impl DocumentEvents for WebhookService {
                 "could not queue webhook deliveries for a document event"
             );
         }
+    }
+}
+
+/// `Forbidden` unless the actor may use `scope` (sessions have every scope).
+fn require_scope(actor: &Actor, scope: Scope) -> Result<(), WebhookError> {
+    if actor.has_scope(scope) {
+        Ok(())
+    } else {
+        Err(WebhookError::Forbidden)
     }
 }
 

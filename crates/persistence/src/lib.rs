@@ -18,6 +18,7 @@
 //!
 //! **Never imports** a transport (actix, async-graphql) or the app's configuration.
 
+pub mod api_key;
 pub mod attachment;
 pub mod audit;
 pub mod document;
@@ -26,6 +27,7 @@ pub mod health;
 mod listing;
 pub mod liveness;
 pub mod maintenance;
+pub mod mfa;
 pub mod one_time;
 pub mod outbox;
 pub mod pool;

@@ -42,12 +42,12 @@ struct NotOneTime;
 #[error("cannot issue a one-time token for user {0}: no such (undeleted) user")]
 struct NoSuchUser(Uuid);
 
-/// The stored `purpose` of a kind; `None` for refresh tokens and webhook secrets, which are never
-/// stored here.
+/// The stored `purpose` of a kind; `None` for refresh tokens, webhook secrets and MFA challenges,
+/// which are never stored here.
 fn purpose(kind: TokenKind) -> Option<&'static str> {
     match kind {
         TokenKind::EmailVerification | TokenKind::PasswordReset => Some(kind.as_str()),
-        TokenKind::Refresh | TokenKind::WebhookSecret => None,
+        TokenKind::Refresh | TokenKind::WebhookSecret | TokenKind::MfaChallenge => None,
     }
 }
 

@@ -50,6 +50,7 @@ struct UserRow {
     email_verified_at: Option<OffsetDateTime>,
     locked: bool,
     created_at: OffsetDateTime,
+    mfa_enabled: bool,
 }
 
 impl UserRow {
@@ -65,6 +66,7 @@ impl UserRow {
             email_verified_at: self.email_verified_at,
             locked: self.locked,
             created_at: self.created_at,
+            mfa_enabled: self.mfa_enabled,
         })
     }
 }
@@ -79,6 +81,7 @@ struct SummaryRow {
     locked: bool,
     created_at: OffsetDateTime,
     plan: String,
+    mfa_enabled: bool,
 }
 
 impl SummaryRow {
@@ -91,6 +94,7 @@ impl SummaryRow {
             email_verified_at: self.email_verified_at,
             locked: self.locked,
             created_at: self.created_at,
+            mfa_enabled: self.mfa_enabled,
         }
         .into_user()?;
         let plan =
@@ -108,7 +112,8 @@ impl UserRepository for PgUserRepository {
             r#"
             insert into users (email, display_name, password_hash, role)
             values ($1, $2, $3, $4)
-            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at,
+                      false as "mfa_enabled!"
             "#,
             new.email.as_str(),
             new.display_name.as_str(),
@@ -128,7 +133,8 @@ impl UserRepository for PgUserRepository {
         let row = sqlx::query_as!(
             UserRow,
             r#"
-            select id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            select id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at,
+                   exists (select 1 from mfa_totp m where m.user_id = users.id and m.enabled_at is not null) as "mfa_enabled!"
             from users where id = $1 and deleted_at is null
             "#,
             id,
@@ -199,7 +205,8 @@ impl UserRepository for PgUserRepository {
             r#"
             update users set display_name = $2, updated_at = now()
             where id = $1 and deleted_at is null
-            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at
+            returning id, email, display_name, role, email_verified_at, locked_at is not null as "locked!", created_at,
+                      exists (select 1 from mfa_totp m where m.user_id = users.id and m.enabled_at is not null) as "mfa_enabled!"
             "#,
             id,
             display_name.as_str(),
@@ -261,7 +268,8 @@ impl UserRepository for PgUserRepository {
             SummaryRow,
             r#"
             select id, email, display_name, role, email_verified_at,
-                   locked_at is not null as "locked!", created_at, plan
+                   locked_at is not null as "locked!", created_at, plan,
+                   exists (select 1 from mfa_totp m where m.user_id = users.id and m.enabled_at is not null) as "mfa_enabled!"
             from users
             where deleted_at is null
               and (created_at, id) < (coalesce($1::timestamptz, 'infinity'),
@@ -302,7 +310,8 @@ impl UserRepository for PgUserRepository {
             SummaryRow,
             r#"
             select id, email, display_name, role, email_verified_at,
-                   locked_at is not null as "locked!", created_at, plan
+                   locked_at is not null as "locked!", created_at, plan,
+                   exists (select 1 from mfa_totp m where m.user_id = users.id and m.enabled_at is not null) as "mfa_enabled!"
             from users where id = $1 and deleted_at is null
             "#,
             id,
@@ -346,6 +355,7 @@ impl UserRepository for PgUserRepository {
         // The placeholder email is unique (it holds the id), fits users_email_length_check (60
         // characters) and is under `.invalid`, a top-level domain that never resolves (RFC 2606):
         // no mail can reach it, and the old address is free for a new account at once.
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
         let result = sqlx::query!(
             r#"
             update users
@@ -359,9 +369,20 @@ impl UserRepository for PgUserRepository {
             "#,
             id,
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        // The account's credentials and outbound channels go with it: its API keys (already
+        // useless: they authenticate only for an undeleted owner) and its webhooks.
+        sqlx::query!("delete from api_keys where owner_id = $1", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query!("delete from webhooks where owner_id = $1", id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
         Ok(result.rows_affected() == 1)
     }
 }

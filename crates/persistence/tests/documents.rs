@@ -329,6 +329,7 @@ async fn the_listing_agrees_with_document_access_for_every_reader_and_document()
         session_id: Uuid::new_v4(),
         role,
         authenticated_at: OffsetDateTime::now_utc(),
+        credential: bulwark_domain::context::Credential::Session,
     });
 
     for actor in actors {

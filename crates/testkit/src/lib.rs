@@ -7,8 +7,13 @@
 //!
 //! The server is `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`); the
 //! role needs `CREATEDB`. Only a dev-dependency: it never reaches the `bulwark` binary.
+//!
+//! [`fake_oauth`] is a fake identity provider on 127.0.0.1 — an OpenID Connect issuer and GitHub in
+//! one, with knobs for each way a provider can misbehave — for the OAuth adapters' tests.
 
 #![allow(clippy::expect_used)] // test support: a failure here is a failed test, said loudly.
+
+pub mod fake_oauth;
 
 use std::io::Write;
 use std::str::FromStr;

@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, post, web};
 use bulwark_domain::account::{AccountError, AccountService};
 use bulwark_domain::auth::{
-    AuthService, ListedSession, LoginError, RefreshError, RevokeSessionError, TokenPair,
+    AuthService, ListedSession, LoginError, RefreshError, RevokeSessionError, SignIn, TokenPair,
 };
 use bulwark_web::identity::{self, Authenticated, ClientOrigin};
 use bulwark_web::problem::{Problem, ProblemError, types};
@@ -66,8 +66,21 @@ pub struct TokenPairResponse {
     pub refresh_token: SecretString,
 }
 
+/// What a correct password gets: a token pair, or the MFA challenge.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    /// Signed in.
+    Session(TokenPairResponse),
+    /// Second factor required.
+    MfaRequired(crate::mfa::MfaRequiredResponse),
+}
+
 /// Writes a secret into a response body: the one place a token leaves the secret wrapper.
-fn expose<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn expose<S: serde::Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(secret.expose_secret())
 }
 
@@ -212,6 +225,8 @@ pub(crate) fn account_problem(error: AccountError) -> ProblemError {
         AccountError::NotFound => identity::unauthenticated(),
         // Only `create_admin` (the command line) reports this; no route reaches it.
         AccountError::EmailTaken => ProblemError::status(StatusCode::CONFLICT),
+        AccountError::ReauthenticationRequired => identity::reauthentication_required(),
+        AccountError::SessionRequired => identity::session_required(),
         AccountError::Unexpected(e) => identity::unexpected(e),
     }
 }
@@ -228,7 +243,7 @@ pub(crate) fn account_problem(error: AccountError) -> ProblemError {
     security(()),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in.", body = TokenPairResponse,
+        (status = 200, description = "Signed in (`TokenPair`), or — for an account with MFA — `{mfa_required: true, mfa_token}`: send a code with the token to `/auth/mfa/verify`.", body = LoginResponse,
          headers(("Cache-Control" = String, description = "`no-store`"))),
         (status = 400, description = "Malformed body, unknown field, or a password over the maximum length.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Invalid credentials (always the same body).", body = Problem, content_type = "application/problem+json",
@@ -247,7 +262,16 @@ pub async fn login(
 ) -> Result<HttpResponse, ProblemError> {
     let LoginRequest { email, password } = body.into_inner();
     match service.login(&origin, &email, password).await {
-        Ok(pair) => Ok(private_json(StatusCode::OK, &TokenPairResponse::from(pair))),
+        Ok(SignIn::Session(pair)) => {
+            Ok(private_json(StatusCode::OK, &TokenPairResponse::from(pair)))
+        }
+        Ok(SignIn::MfaRequired { mfa_token }) => Ok(private_json(
+            StatusCode::OK,
+            &crate::mfa::MfaRequiredResponse {
+                mfa_required: true,
+                mfa_token,
+            },
+        )),
         Err(LoginError::InvalidCredentials) => Err(invalid_credentials()),
         Err(LoginError::Throttled { retry_after }) => Err(identity::throttled(retry_after)),
         Err(LoginError::Invalid(violations)) => Err(identity::invalid(violations)),

@@ -275,7 +275,7 @@ fn document_response(status: StatusCode, view: DocumentView) -> HttpResponse {
 #[utoipa::path(
     tag = "documents",
     operation_id = "create_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     request_body = CreateDocumentRequest,
     responses(
         (status = 201, description = "Created.", body = DocumentResponse,
@@ -317,7 +317,7 @@ pub async fn create_document(
 #[utoipa::path(
     tag = "documents",
     operation_id = "list_documents",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:read"])),
     params(ListParams),
     responses(
         (status = 200, description = "A page.", body = DocumentList),
@@ -356,7 +356,7 @@ pub async fn list_documents(
 #[utoipa::path(
     tag = "documents",
     operation_id = "get_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:read"])),
     params(DocumentPath),
     responses(
         (status = 200, description = "The document.", body = DocumentResponse,
@@ -386,7 +386,7 @@ pub async fn get_document(
 #[utoipa::path(
     tag = "documents",
     operation_id = "update_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     params(DocumentPath, ("If-Match" = String, Header, description = "The ETag of the version being changed.")),
     request_body = UpdateDocumentRequest,
     responses(
@@ -437,7 +437,7 @@ pub async fn update_document(
 #[utoipa::path(
     tag = "documents",
     operation_id = "delete_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     params(DocumentPath),
     responses(
         (status = 204, description = "Deleted."),
@@ -464,7 +464,7 @@ pub async fn delete_document(
 #[utoipa::path(
     tag = "documents",
     operation_id = "share_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     params(DocumentPath),
     request_body = ShareRequest,
     responses(
@@ -499,7 +499,7 @@ pub async fn share_document(
 #[utoipa::path(
     tag = "documents",
     operation_id = "unshare_document",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     params(SharePath),
     responses(
         (status = 204, description = "No longer shared."),
@@ -620,7 +620,7 @@ async fn read_file(
 #[utoipa::path(
     tag = "documents",
     operation_id = "upload_attachment",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:write"])),
     params(DocumentPath),
     request_body(content = AttachmentUpload, content_type = "multipart/form-data"),
     responses(
@@ -686,7 +686,7 @@ pub async fn upload_attachment(
 #[utoipa::path(
     tag = "documents",
     operation_id = "download_attachment",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["documents:read"])),
     params(AttachmentPath),
     responses(
         (status = 200, description = "The bytes.", content_type = "application/octet-stream",

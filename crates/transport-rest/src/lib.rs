@@ -13,11 +13,13 @@
 //! **Never imports** a database crate, the security adapters or another transport.
 
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod docs;
 pub mod documents;
 pub mod health;
 pub mod jwks;
+pub mod mfa;
 pub mod users;
 pub mod webhooks;
 
@@ -72,6 +74,20 @@ impl utoipa::Modify for BearerScheme {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("bwk_<prefix>_<secret>")
+                    .description(Some(
+                        "An API key from `POST /api/v1/auth/api-keys`, sent as a bearer token. It acts \
+                         as its owner within its scopes, and only on operations that list this scheme \
+                         (others answer 403 `session-required`). Unknown, revoked or expired → 401.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -105,6 +121,13 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(auth::forgot_password)
         .service(auth::reset_password)
         .service(auth::verify_email)
+        .service(mfa::verify_mfa)
+        .service(mfa::setup_totp)
+        .service(mfa::enable_totp)
+        .service(mfa::disable_totp)
+        .service(api_keys::create_api_key)
+        .service(api_keys::list_api_keys)
+        .service(api_keys::revoke_api_key)
         .service(users::get_me)
         .service(users::update_me)
         .service(users::change_password)
@@ -191,10 +214,12 @@ pub fn access_table(
     doc: &utoipa::openapi::OpenApi,
 ) -> Result<bulwark_web::access::AccessTable, AccessDeclarationError> {
     use actix_web::http::Method;
+    use bulwark_domain::api_key::Scope;
     use bulwark_domain::policy::Permission;
     use bulwark_web::access::Access;
 
     let mut entries = Vec::new();
+    let mut api_keys = Vec::new();
     for (path, item) in &doc.paths.paths {
         let operations = [
             (Method::GET, &item.get),
@@ -213,40 +238,76 @@ pub fn access_table(
                 path: path.clone(),
                 problem,
             };
-            // A requirement serialises as `{}` (public) or `{"bearer": [scopes…]}`.
+            // A requirement serialises as `{}` (public), `{"bearer": [permission?]}` or
+            // `{"api_key": [scope]}`; several requirements are alternatives (OpenAPI's "or").
             let requirements = serde_json::to_value(security)
                 .map_err(|_| error("the security requirement does not serialise"))?;
-            let [requirement] = requirements
+            let mut access = None;
+            let mut api_key = None;
+            for requirement in requirements
                 .as_array()
                 .map(Vec::as_slice)
                 .unwrap_or_default()
-            else {
-                return Err(error("declare exactly one security requirement"));
-            };
-            let requirement = requirement
-                .as_object()
-                .ok_or_else(|| error("a security requirement is an object"))?;
-            let access = match requirement.get("bearer") {
-                None if requirement.is_empty() => Access::Public,
-                None => return Err(error("only the `bearer` scheme is known")),
-                Some(_) if requirement.len() > 1 => {
-                    return Err(error("only the `bearer` scheme is known"));
-                }
-                Some(scopes) => match scopes.as_array().map(Vec::as_slice).unwrap_or_default() {
-                    [] => Access::Authenticated,
-                    [scope] => Access::Permission(
-                        scope
-                            .as_str()
-                            .and_then(Permission::parse)
-                            .ok_or_else(|| error("the scope is not a known permission"))?,
+            {
+                let requirement = requirement
+                    .as_object()
+                    .ok_or_else(|| error("a security requirement is an object"))?;
+                let declared = match requirement.iter().collect::<Vec<_>>().as_slice() {
+                    [] => Some(Access::Public),
+                    [(scheme, scopes)] if scheme.as_str() == "bearer" => Some(
+                        match scopes.as_array().map(Vec::as_slice).unwrap_or_default() {
+                            [] => Access::Authenticated,
+                            [scope] => Access::Permission(
+                                scope
+                                    .as_str()
+                                    .and_then(Permission::parse)
+                                    .ok_or_else(|| error("the scope is not a known permission"))?,
+                            ),
+                            _ => return Err(error("declare at most one permission")),
+                        },
                     ),
-                    _ => return Err(error("declare at most one permission")),
-                },
-            };
+                    [(scheme, scopes)] if scheme.as_str() == "api_key" => {
+                        let [scope] = scopes.as_array().map(Vec::as_slice).unwrap_or_default()
+                        else {
+                            return Err(error("an `api_key` requirement names exactly one scope"));
+                        };
+                        let scope = scope
+                            .as_str()
+                            .and_then(Scope::parse)
+                            .ok_or_else(|| error("the scope is not a known API-key scope"))?;
+                        if api_key.replace(scope).is_some() {
+                            return Err(error("declare at most one `api_key` requirement"));
+                        }
+                        None
+                    }
+                    _ => {
+                        return Err(error(
+                            "only the `bearer` and `api_key` schemes are known, one per requirement",
+                        ));
+                    }
+                };
+                if let Some(declared) = declared
+                    && access.replace(declared).is_some()
+                {
+                    return Err(error(
+                        "declare exactly one `bearer` (or public) requirement",
+                    ));
+                }
+            }
+            let access = access
+                .ok_or_else(|| error("declare exactly one `bearer` (or public) requirement"))?;
+            if let Some(scope) = api_key {
+                if access != Access::Authenticated {
+                    return Err(error(
+                        "an `api_key` alternative is only for routes any signed-in user may call",
+                    ));
+                }
+                api_keys.push((path.clone(), method.clone(), scope));
+            }
             entries.push((path.clone(), method, access));
         }
     }
-    Ok(bulwark_web::access::AccessTable::new(entries))
+    Ok(bulwark_web::access::AccessTable::new(entries).with_api_key_scopes(api_keys))
 }
 
 /// The document rendered exactly as `openapi/openapi.json` holds it: pretty JSON, a final newline.

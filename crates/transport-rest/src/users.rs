@@ -38,7 +38,7 @@ pub struct UserResponse {
     pub role: &'static str,
     /// Whether the email has been verified.
     pub email_verified: bool,
-    /// Whether a second factor is enabled (MFA arrives with its own issue; always false today).
+    /// Whether a second factor (TOTP) is enabled.
     pub mfa_enabled: bool,
     /// When the account was created.
     #[serde(with = "time::serde::rfc3339")]
@@ -53,7 +53,7 @@ impl From<User> for UserResponse {
             display_name: user.display_name.as_str().to_owned(),
             role: user.role.as_str(),
             email_verified: user.email_verified_at.is_some(),
-            mfa_enabled: false,
+            mfa_enabled: user.mfa_enabled,
             created_at: user.created_at,
         }
     }

@@ -165,6 +165,7 @@ fn problem(error: WebhookError) -> ProblemError {
     match error {
         WebhookError::Invalid(violations) => identity::invalid(violations),
         WebhookError::NotFound => ProblemError::status(StatusCode::NOT_FOUND),
+        WebhookError::Forbidden => bulwark_web::access::forbidden(),
         WebhookError::QuotaExceeded(kind) => identity::quota_exceeded(kind),
         WebhookError::RateLimited { retry_after } => identity::rate_limited(retry_after),
         WebhookError::Unexpected(e) => identity::unexpected(e),
@@ -181,7 +182,7 @@ fn problem(error: WebhookError) -> ProblemError {
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "create_webhook",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["webhooks:write"])),
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Registered; the secret is shown this once.", body = CreatedWebhookResponse),
@@ -216,7 +217,7 @@ pub async fn create_webhook(
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "list_webhooks",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["webhooks:read"])),
     responses(
         (status = 200, description = "The caller's webhooks, newest first (no secrets).", body = WebhookList),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
@@ -240,7 +241,7 @@ pub async fn list_webhooks(
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "delete_webhook",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["webhooks:write"])),
     params(WebhookPath),
     responses(
         (status = 204, description = "Removed."),
@@ -266,7 +267,7 @@ pub async fn delete_webhook(
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "list_webhook_deliveries",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = ["webhooks:read"])),
     params(WebhookPath, DeliveryParams),
     responses(
         (status = 200, description = "The newest deliveries.", body = DeliveryList),

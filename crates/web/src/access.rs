@@ -7,6 +7,11 @@
 //! - `security(("bearer" = ["users:manage"]))`: **permission** — authenticated, and the caller's
 //!   role grants that [`Permission`].
 //!
+//! A second, alternative requirement `("api_key" = ["documents:read"])` says that an API key with
+//! that scope may call the route too. Without it, an API key is refused with 403 (`session-required`):
+//! keys never reach credential management, sessions, MFA, passwords or admin routes, because those
+//! routes do not declare them — deny by default again.
+//!
 //! [`enforce`] looks the matched route up in the [`AccessTable`] built from those declarations
 //! and authenticates (401) or authorises (403) before the handler is called; the handler's
 //! [`Authenticated`](crate::identity::Authenticated) extractor then reads the actor this middleware
@@ -22,12 +27,14 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use bulwark_domain::api_key::Scope;
+use bulwark_domain::api_keys::{ApiKeyRejection, ApiKeyService};
 use bulwark_domain::audit::{AuditDetail, AuditLog, AuditValue, EventType, Outcome};
 use bulwark_domain::auth::{AuthService, AuthenticationError};
 use bulwark_domain::context::Actor;
 use bulwark_domain::policy::{self, Permission};
 
-use crate::identity::{bearer_token, unauthenticated, unexpected};
+use crate::identity::{bearer_token, session_required, unauthenticated, unexpected};
 use crate::problem::{Problem, ProblemError};
 
 /// Who may call a route.
@@ -45,6 +52,8 @@ pub enum Access {
 #[derive(Debug, Clone, Default)]
 pub struct AccessTable {
     routes: Arc<HashMap<String, HashMap<Method, Access>>>,
+    /// The scope an API key needs on a route; routes not listed refuse API keys.
+    api_keys: Arc<HashMap<String, HashMap<Method, Scope>>>,
     /// Routes under these prefixes are public: pages outside the API (the development docs UI)
     /// and the test suite's probe routes.
     public_prefixes: Vec<&'static str>,
@@ -60,8 +69,38 @@ impl AccessTable {
         }
         Self {
             routes: Arc::new(routes),
+            api_keys: Arc::default(),
             public_prefixes: Vec::new(),
         }
+    }
+
+    /// Declares which routes accept an API key, and with which scope.
+    #[must_use]
+    pub fn with_api_key_scopes(
+        mut self,
+        entries: impl IntoIterator<Item = (String, Method, Scope)>,
+    ) -> Self {
+        let mut api_keys: HashMap<String, HashMap<Method, Scope>> = HashMap::new();
+        for (pattern, method, scope) in entries {
+            api_keys.entry(pattern).or_default().insert(method, scope);
+        }
+        self.api_keys = Arc::new(api_keys);
+        self
+    }
+
+    /// The scope an API key needs on this route; `None`: API keys are refused here.
+    #[must_use]
+    pub fn api_key_scope(&self, method: &Method, pattern: &str) -> Option<Scope> {
+        self.api_keys.get(pattern)?.get(method).copied()
+    }
+
+    /// Every route that accepts API keys, with its scope (for tests and documentation).
+    pub fn api_key_entries(&self) -> impl Iterator<Item = (&str, &Method, Scope)> {
+        self.api_keys.iter().flat_map(|(pattern, methods)| {
+            methods
+                .iter()
+                .map(move |(method, scope)| (pattern.as_str(), method, *scope))
+        })
     }
 
     /// Makes every route under `prefix` public (the docs UI, the test suite's probe routes).
@@ -141,20 +180,26 @@ async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
         None | Some(Access::Public) => return Ok(None),
         Some(access) => access,
     };
-    let Some(service) = req.app_data::<web::Data<AuthService>>() else {
-        return Err(ProblemError::internal("the auth service is not registered"));
-    };
     let Some(token) = bearer_token(req.request()) else {
         tracing::debug!("no usable bearer token");
         return Err(unauthenticated());
     };
-    let actor = match service.authenticate(token).await {
-        Ok(actor) => actor,
-        Err(AuthenticationError::Unexpected(e)) => return Err(unexpected(e)),
-        Err(refused) => {
-            tracing::info!(reason = %refused, "access token refused");
-            return Err(unauthenticated());
+    let actor = if ApiKeyService::looks_like_key(token) {
+        let actor = authenticate_key(req, token).await?;
+        // An API key may call only the routes that declare its scope.
+        let Some(scope) = table.api_key_scope(req.method(), &pattern) else {
+            tracing::warn!(user_id = %actor.user_id, route = %pattern, "API key on a session-only route");
+            record_denial(req, &actor, "session", &pattern).await?;
+            return Err(session_required());
+        };
+        if !actor.has_scope(scope) {
+            tracing::warn!(user_id = %actor.user_id, scope = scope.as_str(), route = %pattern, "API key without the scope");
+            record_denial(req, &actor, scope.as_str(), &pattern).await?;
+            return Err(forbidden());
         }
+        actor
+    } else {
+        authenticate_session(req, token).await?
     };
     if let Access::Permission(permission) = access
         && !policy::allows(&actor, permission)
@@ -166,10 +211,43 @@ async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
             route = %pattern,
             "permission denied"
         );
-        record_denial(req, &actor, permission, &pattern).await?;
+        record_denial(req, &actor, permission.as_str(), &pattern).await?;
         return Err(forbidden());
     }
     Ok(Some(actor))
+}
+
+/// The actor of a session's access token, or the 401.
+async fn authenticate_session(req: &ServiceRequest, token: &str) -> Result<Actor, ProblemError> {
+    let Some(service) = req.app_data::<web::Data<AuthService>>() else {
+        return Err(ProblemError::internal("the auth service is not registered"));
+    };
+    match service.authenticate(token).await {
+        Ok(actor) => Ok(actor),
+        Err(AuthenticationError::Unexpected(e)) => Err(unexpected(e)),
+        Err(refused) => {
+            tracing::info!(reason = %refused, "access token refused");
+            Err(unauthenticated())
+        }
+    }
+}
+
+/// The actor of an API key, or the 401 (unknown, revoked, expired, or its owner cannot act: one
+/// answer for all).
+async fn authenticate_key(req: &ServiceRequest, token: &str) -> Result<Actor, ProblemError> {
+    let Some(service) = req.app_data::<web::Data<ApiKeyService>>() else {
+        return Err(ProblemError::internal(
+            "the API key service is not registered",
+        ));
+    };
+    match service.authenticate(token).await {
+        Ok(actor) => Ok(actor),
+        Err(ApiKeyRejection::Unexpected(e)) => Err(unexpected(e)),
+        Err(refused) => {
+            tracing::info!(reason = %refused, "API key refused");
+            Err(unauthenticated())
+        }
+    }
 }
 
 /// The audit event of a refused function-level call (ASVS 16.3.2).
@@ -179,7 +257,7 @@ pub const DENIED_EVENT: &str = "authz.denied";
 async fn record_denial(
     req: &ServiceRequest,
     actor: &Actor,
-    permission: Permission,
+    required: &str,
     pattern: &str,
 ) -> Result<(), ProblemError> {
     let Some(audit) = req.app_data::<web::Data<dyn AuditLog>>() else {
@@ -188,10 +266,7 @@ async fn record_denial(
     let origin = crate::identity::ClientOrigin::of(req.request());
     let event_type = EventType::parse(DENIED_EVENT).map_err(ProblemError::internal)?;
     let detail = AuditDetail::new()
-        .with(
-            "permission",
-            AuditValue::Text(permission.as_str().to_owned()),
-        )
+        .with("permission", AuditValue::Text(required.to_owned()))
         .and_then(|d| {
             d.with(
                 "route",

@@ -171,6 +171,28 @@ pub fn rate_limited(retry_after: Duration) -> ProblemError {
     .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
 }
 
+/// 403 `reauthentication-required`: sign in again, or send the password with the request.
+#[must_use]
+pub fn reauthentication_required() -> ProblemError {
+    ProblemError::new(Problem::new(
+        StatusCode::FORBIDDEN,
+        types::REAUTHENTICATION_REQUIRED,
+        "Re-authentication required",
+        "This needs a sign-in within the last 10 minutes, or your password in `password`.",
+    ))
+}
+
+/// 403 `session-required`: an API key cannot do this.
+#[must_use]
+pub fn session_required() -> ProblemError {
+    ProblemError::new(Problem::new(
+        StatusCode::FORBIDDEN,
+        types::SESSION_REQUIRED,
+        "Session required",
+        "API keys cannot do this; use a signed-in session.",
+    ))
+}
+
 /// 429 with `Retry-After` in whole seconds (at least 1).
 #[must_use]
 pub fn throttled(retry_after: Duration) -> ProblemError {

@@ -48,6 +48,10 @@ pub mod types {
     pub const RATE_LIMITED: &str = "urn:bulwark:problem:rate-limited";
     /// A refresh, reset or verification token is unknown, used or expired.
     pub const INVALID_TOKEN: &str = "urn:bulwark:problem:invalid-token";
+    /// A sensitive operation needs a recent sign-in or the password (403).
+    pub const REAUTHENTICATION_REQUIRED: &str = "urn:bulwark:problem:reauthentication-required";
+    /// The route needs a session; an API key cannot do this (403).
+    pub const SESSION_REQUIRED: &str = "urn:bulwark:problem:session-required";
 }
 
 /// One RFC 9457 problem.
