@@ -111,9 +111,10 @@ fn routes_are_registered_only_through_the_documented_router() {
     ];
     // The test kit is no part of the service: its fakes (an identity provider) are servers of
     // their own, with routes that must not appear in our OpenAPI document.
+    // Only code that speaks actix can register an actix route (`oauth2::Scope::new` is not one).
     let service_sources = crate_sources()
         .into_iter()
-        .filter(|(file, _)| !file.starts_with("crates/testkit/"));
+        .filter(|(file, text)| !file.starts_with("crates/testkit/") && text.contains("actix_web"));
     for (file, text) in service_sources {
         for needle in raw_registrations {
             assert!(

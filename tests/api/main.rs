@@ -31,6 +31,8 @@ mod jwks;
 mod logging;
 mod login;
 mod mail;
+mod mfa;
+mod oauth;
 mod openapi;
 mod registration;
 mod sessions;

@@ -81,6 +81,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// The identity providers to sign in with, and how to reach them.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    /// Each configured provider (discovered at start-up; an unreachable issuer stops the start).
+    pub providers: Vec<bulwark_security::oauth::ProviderConfig>,
+    /// Timeouts and the response cap of calls to providers.
+    pub http: bulwark_security::oauth::HttpSettings,
+}
+
 /// How webhooks are delivered.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -125,6 +134,8 @@ pub struct Config {
     pub mail: Option<crate::delivery::MailSettings>,
     /// Webhook delivery.
     pub webhooks: WebhookSettings,
+    /// Sign-in with identity providers (none configured: the OAuth routes answer 404).
+    pub oauth: OAuthSettings,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -507,6 +518,7 @@ impl Config {
         let mail = mail_settings(&mut r, production);
         let quotas = quota_settings(&mut r);
         let webhooks = webhook_settings(&mut r, app_env == AppEnv::Development);
+        let oauth = oauth_settings(&mut r, production);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -655,6 +667,7 @@ impl Config {
             flow_caps,
             mail,
             webhooks,
+            oauth,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -700,6 +713,87 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
         defaults.pro,
     );
     PlanLimits { free, pro }
+}
+
+/// Reads the identity providers: GitHub and Google by client id and secret, and one generic OpenID
+/// Connect issuer. A provider is configured when its client id is set; its secret is then
+/// required. Callback URLs are `OAUTH_CALLBACK_BASE_URL` + `/api/v1/auth/oauth/{id}/callback`,
+/// matched exactly by the provider (register that URL there).
+fn oauth_settings(r: &mut Reader<'_>, production: bool) -> OAuthSettings {
+    use bulwark_security::oauth::ProviderConfig;
+    let base = r.parse(
+        "OAUTH_CALLBACK_BASE_URL",
+        "http://127.0.0.1:8080".to_owned(),
+        |raw| {
+            let raw = raw.trim_end_matches('/');
+            let https = raw.starts_with("https://");
+            if (https || (!production && raw.starts_with("http://")))
+                && !raw.contains(char::is_whitespace)
+                && !raw.contains(['?', '#'])
+            {
+                Ok(raw.to_owned())
+            } else if production {
+                Err("must be an https:// URL without query or fragment in production".to_owned())
+            } else {
+                Err("must be an http:// or https:// URL without query or fragment".to_owned())
+            }
+        },
+    );
+    let callback = |id: &str| format!("{base}/api/v1/auth/oauth/{id}/callback");
+    let mut providers = Vec::new();
+    let how = "set it to the client secret the provider issued (or unset the client id)";
+    if let Some(client_id) = r.env.get("OAUTH_GITHUB_CLIENT_ID").map(str::to_owned)
+        && let Some(secret) = r.secret("OAUTH_GITHUB_CLIENT_SECRET", how)
+    {
+        providers.push(ProviderConfig::github(
+            client_id,
+            secret,
+            callback("github"),
+        ));
+    }
+    if let Some(client_id) = r.env.get("OAUTH_GOOGLE_CLIENT_ID").map(str::to_owned)
+        && let Some(secret) = r.secret("OAUTH_GOOGLE_CLIENT_SECRET", how)
+    {
+        providers.push(ProviderConfig::google(
+            client_id,
+            secret,
+            callback("google"),
+        ));
+    }
+    if let Some(client_id) = r.env.get("OAUTH_OIDC_CLIENT_ID").map(str::to_owned) {
+        let id = r.parse("OAUTH_OIDC_ID", "oidc".to_owned(), |raw| {
+            let ok = (1..=32).contains(&raw.len())
+                && raw.starts_with(|c: char| c.is_ascii_lowercase())
+                && raw
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !["github", "google"].contains(&raw);
+            ok.then(|| raw.to_owned()).ok_or_else(|| {
+                "must be 1..=32 of a-z, 0-9 and `-`, starting with a letter, and not github or google".to_owned()
+            })
+        });
+        let issuer = r.env.get("OAUTH_OIDC_ISSUER").map(str::to_owned);
+        let secret = r.secret("OAUTH_OIDC_CLIENT_SECRET", how);
+        match (issuer, secret) {
+            (Some(issuer), Some(client_secret)) => providers.push(ProviderConfig::Oidc {
+                redirect_uri: callback(&id),
+                id,
+                issuer,
+                client_id,
+                client_secret,
+                scopes: Vec::new(),
+            }),
+            (None, _) => r.fail(
+                "OAUTH_OIDC_ISSUER",
+                "is required with OAUTH_OIDC_CLIENT_ID (the issuer URL, e.g. https://login.example.com)",
+            ),
+            (Some(_), None) => {}
+        }
+    }
+    OAuthSettings {
+        providers,
+        http: bulwark_security::oauth::HttpSettings::default(),
+    }
 }
 
 /// Reads the webhook delivery settings. Plain `http` targets are allowed in development only.

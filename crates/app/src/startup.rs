@@ -18,6 +18,7 @@ use bulwark_domain::auth::{AuthPorts, AuthRules, AuthService};
 use bulwark_domain::documents::{DocumentPorts, DocumentService};
 use bulwark_domain::health::DependencyProbe;
 use bulwark_domain::mfa_service::{MfaPorts, MfaRules, MfaService};
+use bulwark_domain::oauth_signin::{OAuthPorts, OAuthService};
 use bulwark_domain::webhooks::{WebhookPorts, WebhookService};
 use bulwark_persistence::PgPool;
 use bulwark_persistence::api_key::PgApiKeyRepository;
@@ -28,6 +29,7 @@ use bulwark_persistence::flow::PgFlowLimiter;
 use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::liveness::{self, CachedLiveness};
 use bulwark_persistence::mfa::PgMfaStore;
+use bulwark_persistence::oauth::PgOAuthStore;
 use bulwark_persistence::one_time::PgOneTimeTokenStore;
 use bulwark_persistence::outbox::PgOutbox;
 use bulwark_persistence::session::PgSessionStore;
@@ -99,6 +101,9 @@ pub enum StartupError {
     /// The data-encryption keyring cannot seal.
     #[error("cannot set up data encryption")]
     Sealer(#[source] bulwark_domain::sealing::SealError),
+    /// An identity provider is misconfigured or its discovery failed.
+    #[error("cannot set up sign-in with an identity provider")]
+    OAuth(#[source] bulwark_security::oauth::OAuthSetupError),
     /// The webhook delivery client cannot be built.
     #[error("cannot set up webhook delivery")]
     Webhooks(#[source] bulwark_security::webhook_transport::TransportBuildError),
@@ -120,6 +125,7 @@ pub struct AppState {
     webhooks: web::Data<WebhookService>,
     api_keys: web::Data<ApiKeyService>,
     mfa: web::Data<MfaService>,
+    oauth: web::Data<OAuthService>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -255,6 +261,18 @@ impl AppState {
                 ..AuthRules::default()
             },
         );
+        let oauth = OAuthService::new(
+            OAuthPorts {
+                providers: Arc::default(),
+                store: Arc::new(PgOAuthStore::new(pool.clone())),
+                users: users.clone(),
+                tokens: opaque_tokens.clone(),
+                sealer: sealer.clone(),
+                audit: audit.clone(),
+            },
+            auth.clone(),
+            accounts.clone(),
+        );
         let webhook_settings = &config.webhooks;
         let transport = GuardedTransport::new(TransportSettings {
             connect_timeout: webhook_settings.connect_timeout,
@@ -317,6 +335,7 @@ impl AppState {
             admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
             api_keys: web::Data::new(ApiKeyService::new(api_key_ports, accounts.clone())),
             mfa: web::Data::new(mfa),
+            oauth: web::Data::new(oauth),
             accounts: web::Data::new(accounts),
             documents: web::Data::new(documents),
             webhooks: web::Data::new(webhooks),
@@ -330,6 +349,17 @@ impl AppState {
 }
 
 impl AppState {
+    /// The same state with these identity providers (discovered by [`Application::build`], which
+    /// can wait on the network; building the rest of the state cannot).
+    #[must_use]
+    pub fn with_oauth_providers(
+        mut self,
+        providers: Vec<Arc<dyn bulwark_domain::oauth::OAuthProvider>>,
+    ) -> Self {
+        self.oauth = web::Data::new(self.oauth.get_ref().clone().with_providers(providers));
+        self
+    }
+
     /// The account service (the command line's `create-admin` uses it).
     #[must_use]
     pub fn accounts(&self) -> &AccountService {
@@ -368,6 +398,7 @@ pub fn app(
         .app_data(state.webhooks.clone())
         .app_data(state.api_keys.clone())
         .app_data(state.mfa.clone())
+        .app_data(state.oauth.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(bulwark_transport_rest::routes)
@@ -443,7 +474,20 @@ impl Application {
                 .await
                 .map_err(StartupError::Migrate)?;
         }
-        let state = AppState::new(config, pool.clone(), test_routes)?;
+        let mut providers = Vec::with_capacity(config.oauth.providers.len());
+        for provider in &config.oauth.providers {
+            providers.push(
+                bulwark_security::oauth::build_provider(provider.clone(), &config.oauth.http)
+                    .await
+                    .map_err(StartupError::OAuth)?,
+            );
+        }
+        let state =
+            AppState::new(config, pool.clone(), test_routes)?.with_oauth_providers(providers);
+        let oauth_ids = state.oauth.provider_ids();
+        if !oauth_ids.is_empty() {
+            tracing::info!(providers = ?oauth_ids, "sign-in with identity providers enabled");
+        }
         // Revocations made by other instances reach this one's liveness cache through
         // LISTEN/NOTIFY; until the listener is connected, every check goes to the database.
         let mut background = vec![

@@ -366,6 +366,36 @@ impl AuthService {
         Ok(SignIn::Session(pair))
     }
 
+    /// Signs in a user who proved who they are some other way (an identity provider): the second
+    /// factor still guards the account, so an MFA account gets the challenge, not a session.
+    pub(crate) async fn sign_in_verified(
+        &self,
+        origin: &Origin,
+        user_id: Uuid,
+        via: &str,
+    ) -> Result<SignIn, Unexpected> {
+        if self.ports.second_factor.required(user_id).await? {
+            let mfa_token = self.ports.second_factor.challenge(user_id).await?;
+            self.record(
+                event(origin, events::MFA_CHALLENGED, Outcome::Success)?.with_actor(user_id),
+            )
+            .await?;
+            return Ok(SignIn::MfaRequired { mfa_token });
+        }
+        let pair = self.open_session(origin, user_id).await?;
+        let detail = AuditDetail::new()
+            .with("via", AuditValue::Text(via.to_owned()))
+            .or_unexpected("audit detail")?;
+        self.record(
+            event(origin, events::LOGIN, Outcome::Success)?
+                .with_actor(user_id)
+                .with_subject("session", pair.session_id)
+                .with_detail(detail),
+        )
+        .await?;
+        Ok(SignIn::Session(pair))
+    }
+
     /// The second step of an MFA sign-in: the challenge token from `login` and a TOTP code or a
     /// recovery code. A wrong code counts against the challenge (a few attempts) and against the
     /// account's sign-in throttle; a code is accepted once.

@@ -55,6 +55,7 @@ pub mod mail;
 pub mod mfa;
 pub mod mfa_service;
 pub mod oauth;
+pub mod oauth_signin;
 pub mod opaque;
 pub mod password;
 pub mod policy;

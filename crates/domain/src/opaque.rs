@@ -25,6 +25,9 @@ pub enum TokenKind {
     /// The single-purpose token between a correct password and a session for an MFA account
     /// (`/auth/mfa/verify`); useless anywhere else.
     MfaChallenge,
+    /// The value of the `__Host-` cookie that binds an OAuth sign-in to the browser that started
+    /// it (stored as a digest with the sign-in; never looked up by kind).
+    OAuthBrowser,
 }
 
 impl TokenKind {
@@ -37,6 +40,7 @@ impl TokenKind {
             Self::PasswordReset => "password_reset",
             Self::WebhookSecret => "webhook_secret",
             Self::MfaChallenge => "mfa_challenge",
+            Self::OAuthBrowser => "oauth_browser",
         }
     }
 }

@@ -28,6 +28,7 @@ mod listing;
 pub mod liveness;
 pub mod maintenance;
 pub mod mfa;
+pub mod oauth;
 pub mod one_time;
 pub mod outbox;
 pub mod pool;

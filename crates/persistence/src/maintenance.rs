@@ -13,6 +13,8 @@
 //! - **webhook deliveries** 30 days after they ended (delivered, failed or refused): long enough for
 //!   a user to read in the log why last month's deliveries failed. Pending ones always stay, however
 //!   old: they are the queue.
+//! - **MFA challenges** and **OAuth sign-ins in flight** once expired (minutes): they are useless
+//!   then, and the lookups already ignore them.
 //!
 //! The audit trail is never purged here: it is append-only by design (see its migration), and its
 //! retention is a decision for the operator.
@@ -34,6 +36,8 @@ pub struct Purged {
     pub flow_events: u64,
     /// Webhook deliveries that ended (the log keeps 30 days).
     pub webhook_deliveries: u64,
+    /// Expired MFA challenges and OAuth sign-ins in flight.
+    pub challenges: u64,
 }
 
 /// Deletes every row past its retention (see the module docs). Each table is one statement of its
@@ -96,6 +100,14 @@ pub async fn purge_expired(pool: &PgPool) -> Result<Purged, sqlx::Error> {
     .execute(pool)
     .await?
     .rows_affected();
+    let challenges = sqlx::query!("delete from mfa_challenges where expires_at < now()")
+        .execute(pool)
+        .await?
+        .rows_affected()
+        + sqlx::query!("delete from oauth_states where expires_at < now()")
+            .execute(pool)
+            .await?
+            .rows_affected();
     Ok(Purged {
         sessions,
         one_time_tokens,
@@ -103,5 +115,6 @@ pub async fn purge_expired(pool: &PgPool) -> Result<Purged, sqlx::Error> {
         mails,
         flow_events,
         webhook_deliveries,
+        challenges,
     })
 }

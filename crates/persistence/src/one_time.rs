@@ -47,7 +47,10 @@ struct NoSuchUser(Uuid);
 fn purpose(kind: TokenKind) -> Option<&'static str> {
     match kind {
         TokenKind::EmailVerification | TokenKind::PasswordReset => Some(kind.as_str()),
-        TokenKind::Refresh | TokenKind::WebhookSecret | TokenKind::MfaChallenge => None,
+        TokenKind::Refresh
+        | TokenKind::WebhookSecret
+        | TokenKind::MfaChallenge
+        | TokenKind::OAuthBrowser => None,
     }
 }
 

@@ -94,6 +94,16 @@ async fn spent_tokens_idle_throttle_keys_and_old_sent_mail_go_live_ones_stay() {
          values (decode(repeat('02', 32), 'hex'), $1, 'email_verification', now() - interval '3 days', now() - interval '2 days')",
         "insert into one_time_tokens (token_hash, user_id, purpose, expires_at) \
          values (decode(repeat('03', 32), 'hex'), $1, 'password_reset', now() + interval '30 minutes')",
+        // MFA challenges: expired (goes), live (stays).
+        "insert into mfa_challenges (digest, user_id, created_at, expires_at) \
+         values (decode(repeat('04', 32), 'hex'), $1, now() - interval '10 minutes', now() - interval '5 minutes')",
+        "insert into mfa_challenges (digest, user_id, expires_at) \
+         values (decode(repeat('05', 32), 'hex'), $1, now() + interval '5 minutes')",
+        // OAuth sign-ins in flight: abandoned (goes), live (stays).
+        "insert into oauth_states (state_digest, browser_digest, provider, sealed_verifier, link_user_id, created_at, expires_at) \
+         values (decode(repeat('06', 32), 'hex'), decode(repeat('07', 32), 'hex'), 'github', 'v1.x.y', $1, now() - interval '1 hour', now() - interval '50 minutes')",
+        "insert into oauth_states (state_digest, browser_digest, provider, sealed_verifier, link_user_id, expires_at) \
+         values (decode(repeat('08', 32), 'hex'), decode(repeat('09', 32), 'hex'), 'github', 'v1.x.y', $1, now() + interval '10 minutes')",
     ];
     for sql in statements {
         sqlx::query(sql).bind(u).execute(&db.pool).await.unwrap();
@@ -123,6 +133,7 @@ async fn spent_tokens_idle_throttle_keys_and_old_sent_mail_go_live_ones_stay() {
             mails: 2,
             flow_events: 0,
             webhook_deliveries: 0,
+            challenges: 2,
         }
     );
     // A second run finds nothing more.

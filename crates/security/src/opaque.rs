@@ -3,7 +3,7 @@
 //!
 //! Every token is a prefix naming its kind followed by 256 random bits from aws-lc's CSPRNG in
 //! base64url without padding (43 characters): `bwrt_…` (refresh), `bwev_…` (email verification),
-//! `bwpr_…` (password reset), `bwhs_…` (webhook signing secret), `bwmf_…` (MFA sign-in challenge). The prefix lets secret scanners — and people — tell a leaked token
+//! `bwpr_…` (password reset), `bwhs_…` (webhook signing secret), `bwmf_…` (MFA sign-in challenge), `bwob_…` (OAuth browser binding). The prefix lets secret scanners — and people — tell a leaked token
 //! and its kind at a glance. The digest that is stored is SHA-256 of the *whole* token string,
 //! prefix included, so the same random body under another prefix has another digest: a token of one
 //! kind can never be looked up as another, even if the prefix check were skipped.
@@ -37,6 +37,7 @@ pub const fn prefix(kind: TokenKind) -> &'static str {
         TokenKind::PasswordReset => "bwpr_",
         TokenKind::WebhookSecret => "bwhs_",
         TokenKind::MfaChallenge => "bwmf_",
+        TokenKind::OAuthBrowser => "bwob_",
     }
 }
 
@@ -110,12 +111,13 @@ fn digest_of(token: &str) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    const KINDS: [TokenKind; 5] = [
+    const KINDS: [TokenKind; 6] = [
         TokenKind::Refresh,
         TokenKind::EmailVerification,
         TokenKind::PasswordReset,
         TokenKind::WebhookSecret,
         TokenKind::MfaChallenge,
+        TokenKind::OAuthBrowser,
     ];
 
     fn mint(kind: TokenKind) -> (String, TokenDigest) {

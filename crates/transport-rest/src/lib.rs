@@ -20,6 +20,7 @@ pub mod documents;
 pub mod health;
 pub mod jwks;
 pub mod mfa;
+pub mod oauth;
 pub mod users;
 pub mod webhooks;
 
@@ -121,6 +122,9 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(auth::forgot_password)
         .service(auth::reset_password)
         .service(auth::verify_email)
+        .service(oauth::oauth_authorize)
+        .service(oauth::oauth_callback)
+        .service(oauth::oauth_link)
         .service(mfa::verify_mfa)
         .service(mfa::setup_totp)
         .service(mfa::enable_totp)
