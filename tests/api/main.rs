@@ -35,6 +35,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod registration;
+mod rotation;
 mod sessions;
 mod timeouts;
 mod tokens;

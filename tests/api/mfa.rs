@@ -22,7 +22,7 @@ fn now() -> i64 {
 }
 
 /// The code of the step `offset` steps from now (−1, 0, +1 are all accepted once each).
-fn code(secret: &str, offset: i64) -> String {
+pub(crate) fn code(secret: &str, offset: i64) -> String {
     code_at(secret, now() + offset * 30).unwrap()
 }
 
@@ -68,7 +68,7 @@ impl TestApp {
     /// Turns MFA on for the account; returns the base32 secret and the recovery codes. The code
     /// used to enable is the one of the *previous* step, so that the current and next steps are
     /// still unused for the test's sign-ins.
-    async fn with_mfa(&self, account: &Account) -> (String, Vec<String>) {
+    pub(crate) async fn with_mfa(&self, account: &Account) -> (String, Vec<String>) {
         let setup: Value = self
             .totp_setup(&account.access_token, None)
             .await
@@ -91,7 +91,7 @@ impl TestApp {
     }
 
     /// The `mfa_token` a correct password gets for an MFA account.
-    async fn mfa_token(&self, email: &str) -> String {
+    pub(crate) async fn mfa_token(&self, email: &str) -> String {
         let response = self.login(email, PASSWORD).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();

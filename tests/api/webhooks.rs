@@ -53,7 +53,7 @@ impl TestApp {
     }
 
     /// Registers a webhook that must be accepted; returns `{id, url, events, secret, …}`.
-    async fn webhook(&self, owner: &Account, url: &str, events: &[&str]) -> Value {
+    pub(crate) async fn webhook(&self, owner: &Account, url: &str, events: &[&str]) -> Value {
         let response = self
             .create_webhook(&owner.access_token, &json!({"url": url, "events": events}))
             .await;
@@ -63,7 +63,7 @@ impl TestApp {
 
     /// Waits (up to 15 s) until the webhook's newest delivery has left `pending`, or, with
     /// `settled = false`, until it exists at all; returns it.
-    async fn delivery(&self, owner: &Account, webhook_id: &str, settled: bool) -> Value {
+    pub(crate) async fn delivery(&self, owner: &Account, webhook_id: &str, settled: bool) -> Value {
         for _ in 0..300 {
             let log: Value = self
                 .webhook_deliveries(&owner.access_token, webhook_id)
@@ -82,7 +82,7 @@ impl TestApp {
     }
 
     /// Changes a document's title (a `document.updated` event).
-    async fn touch(&self, owner: &Account, document: &Value) {
+    pub(crate) async fn touch(&self, owner: &Account, document: &Value) {
         let response = self
             .patch_document(
                 &owner.access_token,

@@ -55,6 +55,10 @@ pub enum Command {
         #[arg(long, default_value = "Administrator")]
         display_name: String,
     },
+    /// Re-encrypt every sealed value (mail payloads, webhook secrets, TOTP secrets) under the
+    /// first key of DATA_ENCRYPTION_KEYS. Put the new key first, restart the service, run this
+    /// (safe while the service serves; run it again if it stops), then remove the old key.
+    RotateDataKey,
 }
 
 /// Runs a parsed command line.
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> ExitCode {
             email,
             display_name,
         } => with_config(|config| block_on(create_admin(config, email, display_name))),
+        Command::RotateDataKey => with_config(|config| block_on(rotate_data_key(config))),
     }
 }
 
@@ -186,6 +191,25 @@ async fn create_admin(config: Config, email: String, display_name: String) -> an
         Err(AccountError::EmailTaken) => anyhow::bail!("an account with this email exists"),
         Err(error) => Err(anyhow::Error::new(error).context("cannot create the administrator")),
     }
+}
+
+async fn rotate_data_key(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    telemetry::init(&config.log);
+    let sealer = bulwark_security::sealing::KeyringSealer::new(&config.keys.data_encryption)
+        .context("cannot use DATA_ENCRYPTION_KEYS")?;
+    let pool = bulwark_persistence::connect(&config.database);
+    let result = bulwark_persistence::rotation::reseal_all(&pool, &sealer).await;
+    pool.close().await;
+    let done = result.context("rotation stopped (run it again once the cause is fixed)")?;
+    writeln!(
+        std::io::stdout(),
+        "re-sealed under the active key: {} mail payloads, {} webhook secrets, {} TOTP secrets",
+        done.mail,
+        done.webhooks,
+        done.totp
+    )?;
+    Ok(())
 }
 
 fn print_openapi() -> anyhow::Result<()> {

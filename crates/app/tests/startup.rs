@@ -466,3 +466,42 @@ async fn create_admin_reads_the_password_from_stdin_and_applies_the_policy() {
     .unwrap();
     assert_eq!(audited, 1);
 }
+
+#[tokio::test]
+async fn rotate_data_key_reports_what_it_resealed_and_can_run_again() {
+    let db = bulwark_testkit::TestDatabase::migrated().await;
+    let url = format!(
+        "{}/{}",
+        bulwark_testkit::server_url().rsplit_once('/').unwrap().0,
+        db.name()
+    );
+    let env = with(valid_env(), &[("DATABASE_URL", Some(&url))]);
+
+    let first = run(&["rotate-data-key"], &env);
+    let again = run(&["rotate-data-key"], &env);
+
+    for out in [&first, &again] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(
+                "re-sealed under the active key: 0 mail payloads, 0 webhook secrets, 0 TOTP secrets"
+            ),
+            "{stdout}"
+        );
+    }
+    // An unreachable database is an error message, not a panic.
+    let down = with(
+        valid_env(),
+        &[("DATABASE_URL", Some("postgres://postgres@127.0.0.1:1/none"))],
+    );
+    let failed = run(&["rotate-data-key"], &down);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("rotation stopped"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -115,11 +115,15 @@ pub struct MfaService {
     accounts: AccountService,
 }
 
-fn active_context(user_id: Uuid) -> Vec<u8> {
+/// The sealing context of a user's active TOTP secret (public for `bulwark rotate-data-key`).
+#[must_use]
+pub fn active_context(user_id: Uuid) -> Vec<u8> {
     format!("mfa_totp.sealed_secret:{user_id}").into_bytes()
 }
 
-fn pending_context(user_id: Uuid) -> Vec<u8> {
+/// The sealing context of a user's pending TOTP secret (public for `bulwark rotate-data-key`).
+#[must_use]
+pub fn pending_context(user_id: Uuid) -> Vec<u8> {
     format!("mfa_totp.pending_sealed_secret:{user_id}").into_bytes()
 }
 

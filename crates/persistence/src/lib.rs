@@ -33,6 +33,7 @@ pub mod one_time;
 pub mod outbox;
 pub mod pool;
 mod quota;
+pub mod rotation;
 pub mod session;
 pub mod throttle;
 pub mod user;

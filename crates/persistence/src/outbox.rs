@@ -128,7 +128,7 @@ fn mail_error(error: impl std::error::Error + Send + Sync + 'static) -> MailErro
 }
 
 /// The sealing context of a row's payload: its template and its recipient.
-fn context(template: &str, recipient: &str) -> Vec<u8> {
+pub(crate) fn context(template: &str, recipient: &str) -> Vec<u8> {
     let mut context = Vec::with_capacity(12 + template.len() + 1 + recipient.len());
     context.extend_from_slice(b"mail_outbox:");
     context.extend_from_slice(template.as_bytes());
