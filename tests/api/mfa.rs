@@ -467,3 +467,43 @@ async fn an_api_key_cannot_touch_mfa() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_the_policy_on_an_administrator_without_mfa_acts_as_a_user() {
+    let app = TestApp::spawn_with(&[("REQUIRE_MFA_FOR_ADMINS", "true")]).await;
+    let alice = app.signed_up("alice@example.com").await;
+    let document = app.document(&alice, "private").await;
+    let root = app.admin("root@example.com").await;
+
+    let problem = assert_problem(
+        app.authed(Method::GET, "/api/v1/admin/users", &root.access_token, None)
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(problem.type_uri, "urn:bulwark:problem:mfa-required");
+    // Nor does the role reach objects: Alice's private document is as invisible as to anyone.
+    assert_problem(
+        app.get_document(&root.access_token, document["id"].as_str().unwrap())
+            .await,
+        404,
+    )
+    .await;
+
+    // MFA on: the same session acts as an administrator from the next requests (every instance
+    // drops the cached principal on the database's notification).
+    app.with_mfa(&root).await;
+    let mut status = 0;
+    for _ in 0..40 {
+        status = app
+            .authed(Method::GET, "/api/v1/admin/users", &root.access_token, None)
+            .await
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+}

@@ -166,6 +166,8 @@ pub struct IdentitySettings {
     pub mails_per_hour: u32,
     /// The issuer name authenticator apps show next to TOTP codes (`TOTP_ISSUER`).
     pub totp_issuer: String,
+    /// Administrators act as administrators only with MFA on (`REQUIRE_MFA_FOR_ADMINS`).
+    pub require_mfa_for_admins: bool,
 }
 
 impl fmt::Debug for IdentitySettings {
@@ -999,6 +1001,7 @@ fn identity_settings(r: &mut Reader<'_>) -> Option<IdentitySettings> {
     );
     let verification_ttl = r.number("EMAIL_VERIFICATION_TOKEN_TTL_SECS", DAY, 600..=7 * DAY);
     let mails_per_hour = r.number("ACCOUNT_MAILS_PER_HOUR", 3, 1..=20) as u32;
+    let require_mfa_for_admins = r.flag("REQUIRE_MFA_FOR_ADMINS", false);
     // Shown by authenticator apps and written into the otpauth:// link (percent-encoded there).
     let totp_issuer = r.parse("TOTP_ISSUER", "Bulwark".to_owned(), |raw| {
         let ok = (1..=64).contains(&raw.chars().count())
@@ -1027,6 +1030,7 @@ fn identity_settings(r: &mut Reader<'_>) -> Option<IdentitySettings> {
         verification_token_ttl: Duration::from_secs(verification_ttl),
         mails_per_hour,
         totp_issuer,
+        require_mfa_for_admins,
     })
 }
 

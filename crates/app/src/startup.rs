@@ -258,6 +258,7 @@ impl AppState {
                 password: identity.password,
                 sessions: identity.sessions,
                 account_throttle: identity.account_throttle,
+                require_mfa_for_admins: identity.require_mfa_for_admins,
                 ..AuthRules::default()
             },
         );
@@ -333,7 +334,10 @@ impl AppState {
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
             admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
-            api_keys: web::Data::new(ApiKeyService::new(api_key_ports, accounts.clone())),
+            api_keys: web::Data::new(
+                ApiKeyService::new(api_key_ports, accounts.clone())
+                    .requiring_mfa_for_admins(identity.require_mfa_for_admins),
+            ),
             mfa: web::Data::new(mfa),
             oauth: web::Data::new(oauth),
             accounts: web::Data::new(accounts),

@@ -237,6 +237,9 @@ pub struct StoredApiKey {
     pub owner_role: Role,
     /// Whether the owner may act at all (not locked, not deleted).
     pub owner_active: bool,
+    /// Whether the owner has MFA on (with `REQUIRE_MFA_FOR_ADMINS`, an administrator's key acts as
+    /// a user's until it is).
+    pub owner_mfa_enabled: bool,
     /// When the key was created (the "authentication time" of its requests: never recent enough
     /// for a step-up).
     pub created_at: OffsetDateTime,

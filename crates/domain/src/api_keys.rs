@@ -129,13 +129,25 @@ pub struct ApiKeyPorts {
 pub struct ApiKeyService {
     ports: ApiKeyPorts,
     accounts: AccountService,
+    require_mfa_for_admins: bool,
 }
 
 impl ApiKeyService {
     /// A service over these ports; `accounts` does the step-up check.
     #[must_use]
     pub fn new(ports: ApiKeyPorts, accounts: AccountService) -> Self {
-        Self { ports, accounts }
+        Self {
+            ports,
+            accounts,
+            require_mfa_for_admins: false,
+        }
+    }
+
+    /// The same service with `REQUIRE_MFA_FOR_ADMINS` applied to keys too.
+    #[must_use]
+    pub fn requiring_mfa_for_admins(mut self, required: bool) -> Self {
+        self.require_mfa_for_admins = required;
+        self
     }
 
     async fn record(&self, event: NewAuditEvent) -> Result<(), Unexpected> {
@@ -309,14 +321,20 @@ impl ApiKeyService {
             // Bookkeeping: a failure to note the use must not refuse a valid key.
             tracing::warn!(error = ?e, key_id = %stored.id, "could not record an API key's use");
         }
+        let (role, role_withheld) = crate::auth::effective_role(
+            stored.owner_role,
+            stored.owner_mfa_enabled,
+            self.require_mfa_for_admins,
+        );
         Ok(Actor {
             user_id: stored.owner_id,
             session_id: stored.id,
-            role: stored.owner_role,
+            role,
             authenticated_at: stored.created_at,
             credential: Credential::ApiKey {
                 scopes: stored.scopes,
             },
+            role_withheld,
         })
     }
 }

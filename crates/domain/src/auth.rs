@@ -33,7 +33,7 @@ use crate::session::{
 };
 use crate::throttle::{LoginThrottle, ThrottleKey, ThrottleKeys, ThrottlePolicy};
 use crate::token::{AccessTokens, TokenRejection};
-use crate::user::{Email, FieldViolation, UserRepository};
+use crate::user::{Email, FieldViolation, Role, UserRepository};
 
 /// The audit event types this module writes.
 pub mod events {
@@ -113,6 +113,8 @@ pub struct AuthRules {
     pub account_throttle: ThrottlePolicy,
     /// Throttle per client address ([`ThrottlePolicy::per_address`] by default).
     pub address_throttle: AddressThrottle,
+    /// Administrators act as administrators only with MFA on (`REQUIRE_MFA_FOR_ADMINS`).
+    pub require_mfa_for_admins: bool,
 }
 
 /// The per-address throttle policy (a newtype so that `Default` gives the lenient one).
@@ -145,6 +147,17 @@ impl std::fmt::Debug for TokenPair {
             .field("session_id", &self.session_id)
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
+    }
+}
+
+/// The role an account acts with: its own, except that with `require_mfa` an administrator without
+/// MFA acts as a plain user (and the second value says a role was withheld).
+#[must_use]
+pub fn effective_role(role: Role, mfa_enabled: bool, require_mfa: bool) -> (Role, bool) {
+    if require_mfa && role == Role::Admin && !mfa_enabled {
+        (Role::User, true)
+    } else {
+        (role, false)
     }
 }
 
@@ -825,12 +838,18 @@ impl AuthService {
         let Some(principal) = principal.filter(|p| p.user_id == claims.user_id) else {
             return Err(AuthenticationError::SessionEnded);
         };
+        let (role, role_withheld) = effective_role(
+            principal.role,
+            principal.mfa_enabled,
+            self.rules.require_mfa_for_admins,
+        );
         Ok(Actor {
             user_id: claims.user_id,
             session_id: claims.session_id,
-            role: principal.role,
+            role,
             authenticated_at: principal.authenticated_at,
             credential: crate::context::Credential::Session,
+            role_withheld,
         })
     }
 }

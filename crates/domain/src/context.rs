@@ -52,6 +52,9 @@ pub struct Actor {
     pub authenticated_at: OffsetDateTime,
     /// How the caller authenticated.
     pub credential: Credential,
+    /// The account's role is higher than `role`, but `REQUIRE_MFA_FOR_ADMINS` withholds it until
+    /// the account turns MFA on (then an admin route says so rather than a bare 403).
+    pub role_withheld: bool,
 }
 
 /// How a caller authenticated: with a session's access token, or with an API key and its scopes.

@@ -504,6 +504,7 @@ mod tests {
             role,
             authenticated_at: OffsetDateTime::UNIX_EPOCH,
             credential: crate::context::Credential::Session,
+            role_withheld: false,
         }
     }
 

@@ -250,6 +250,8 @@ pub struct SessionPrincipal {
     pub role: Role,
     /// When the session was created (the sign-in).
     pub authenticated_at: OffsetDateTime,
+    /// Whether the user has a second factor on.
+    pub mfa_enabled: bool,
 }
 
 /// The check every authenticated request makes: is the token's session still live, and as whom?

@@ -174,7 +174,8 @@ impl ApiKeyRepository for PgApiKeyRepository {
         let Some(row) = sqlx::query!(
             r#"
             select k.id, k.owner_id, k.secret_digest, k.scopes, k.expires_at, k.created_at,
-                   u.role, (u.locked_at is null and u.deleted_at is null) as "active!"
+                   u.role, (u.locked_at is null and u.deleted_at is null) as "active!",
+                   exists (select 1 from mfa_totp m where m.user_id = u.id and m.enabled_at is not null) as "mfa_enabled!"
             from api_keys k
             join users u on u.id = k.owner_id
             where k.prefix = $1
@@ -201,6 +202,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
             owner_role: Role::from_stored(&row.role)
                 .ok_or_else(|| corrupt(row.id, "owner role"))?,
             owner_active: row.active,
+            owner_mfa_enabled: row.mfa_enabled,
             created_at: row.created_at,
         }))
     }

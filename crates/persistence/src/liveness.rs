@@ -215,6 +215,7 @@ mod tests {
             user_id: Uuid::nil(),
             role: bulwark_domain::user::Role::User,
             authenticated_at: time::OffsetDateTime::UNIX_EPOCH,
+            mfa_enabled: false,
         }
     }
 

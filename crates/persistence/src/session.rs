@@ -187,7 +187,8 @@ impl SessionStore for PgSessionStore {
     ) -> Result<Option<SessionPrincipal>, SessionStoreError> {
         let row = sqlx::query!(
             r#"
-            select s.user_id, u.role, s.created_at
+            select s.user_id, u.role, s.created_at,
+                   exists (select 1 from mfa_totp m where m.user_id = u.id and m.enabled_at is not null) as "mfa_enabled!"
             from sessions s join users u on u.id = s.user_id
             where s.id = $1 and s.revoked_at is null and s.expires_at > now() and s.idle_expires_at > now()
               and u.deleted_at is null and u.locked_at is null
@@ -203,6 +204,7 @@ impl SessionStore for PgSessionStore {
                 role: Role::from_stored(&r.role)
                     .ok_or_else(|| store_error(UnknownRole(r.user_id)))?,
                 authenticated_at: r.created_at,
+                mfa_enabled: r.mfa_enabled,
             })
         })
         .transpose()

@@ -330,6 +330,7 @@ async fn the_listing_agrees_with_document_access_for_every_reader_and_document()
         role,
         authenticated_at: OffsetDateTime::now_utc(),
         credential: bulwark_domain::context::Credential::Session,
+        role_withheld: false,
     });
 
     for actor in actors {

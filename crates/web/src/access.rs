@@ -212,6 +212,14 @@ async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
             "permission denied"
         );
         record_denial(req, &actor, permission.as_str(), &pattern).await?;
+        if actor.role_withheld {
+            return Err(ProblemError::new(Problem::new(
+                StatusCode::FORBIDDEN,
+                crate::problem::types::MFA_REQUIRED,
+                "MFA required",
+                "Your role needs a second factor: turn on MFA (/api/v1/auth/mfa/totp/setup) first.",
+            )));
+        }
         return Err(forbidden());
     }
     Ok(Some(actor))

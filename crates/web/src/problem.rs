@@ -50,6 +50,8 @@ pub mod types {
     pub const INVALID_TOKEN: &str = "urn:bulwark:problem:invalid-token";
     /// A sensitive operation needs a recent sign-in or the password (403).
     pub const REAUTHENTICATION_REQUIRED: &str = "urn:bulwark:problem:reauthentication-required";
+    /// The account's role needs MFA on first (`REQUIRE_MFA_FOR_ADMINS`) (403).
+    pub const MFA_REQUIRED: &str = "urn:bulwark:problem:mfa-required";
     /// The route needs a session; an API key cannot do this (403).
     pub const SESSION_REQUIRED: &str = "urn:bulwark:problem:session-required";
 }
