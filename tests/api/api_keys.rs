@@ -105,6 +105,14 @@ async fn a_key_works_within_its_scopes_and_is_refused_everywhere_else() {
     assert_eq!(listed["items"][0]["id"], document["id"]);
     let read = app.get_document(&reader, id).await;
     assert_eq!(read.status(), 200);
+    // Its use is recorded (to the minute).
+    let listed_keys: Value = app
+        .list_api_keys(&ada.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!listed_keys["items"][0]["last_used_at"].is_null());
 
     // Outside it: 403 forbidden, and nothing changed.
     let write = app

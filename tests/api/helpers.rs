@@ -107,6 +107,16 @@ impl TestApp {
         Self::start(config, db).await
     }
 
+    /// The app started again on the same database with a fresh configuration that `edit` adjusts
+    /// (new JWT keys: sign in again). The old instance keeps running until the test ends.
+    pub async fn restarted(self, edit: impl FnOnce(&mut Config)) -> Self {
+        let TestApp { db, .. } = self;
+        let mut config = test_config(&[]);
+        config.database = db.settings();
+        edit(&mut config);
+        Self::start(config, db).await
+    }
+
     async fn start(config: Config, db: TestDatabase) -> Self {
         let app = Application::build(&config, Some(probe_routes()))
             .await

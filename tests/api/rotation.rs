@@ -55,16 +55,33 @@ async fn rotation_reseals_everything_under_the_new_key_and_old_data_reads_throug
     // Data under the old key: a mail (registration's verification), a webhook secret, a TOTP
     // secret.
     let ada = app.signed_up("ada@example.com").await;
-    app.with_mfa(&ada).await;
+    let (totp_secret, _) = app.with_mfa(&ada).await;
     app.webhook(&ada, "https://hooks.test/in", &["document.updated"])
         .await;
     let values = sealed_values(&app).await;
     assert_eq!(values.len(), 3);
 
-    let both = sealer(&format!("{},{}", new.expose_secret(), old.expose_secret()));
+    let both_ring = format!("{},{}", new.expose_secret(), old.expose_secret());
+    let both = sealer(&both_ring);
     let new_only = sealer(new.expose_secret());
     assert!(values.iter().all(|v| both.needs_reseal(v)));
 
+    // Step 1 of a rotation: the new key first in the ring, the old one after it. The service reads
+    // what the old key sealed (a TOTP sign-in needs the sealed secret).
+    let app = {
+        let ring = both_ring.clone();
+        app.restarted(move |config| {
+            config.keys.data_encryption = DataKeyring::parse(&SecretString::from(ring)).unwrap();
+        })
+        .await
+    };
+    let token = app.mfa_token("ada@example.com").await;
+    let signed_in = app
+        .mfa_verify(&json!({"mfa_token": token, "code": crate::mfa::code(&totp_secret, 0)}))
+        .await;
+    assert_eq!(signed_in.status(), 200);
+
+    // Step 2: `bulwark rotate-data-key`.
     let done = reseal_all(&app.pool, &both).await.unwrap();
     assert_eq!(
         done,
@@ -108,6 +125,20 @@ async fn rotation_reseals_everything_under_the_new_key_and_old_data_reads_throug
             .unwrap()
             .is_some()
     );
+
+    // Step 3: the old key leaves the ring; the service still reads everything.
+    let app = {
+        let ring = new.expose_secret().to_owned();
+        app.restarted(move |config| {
+            config.keys.data_encryption = DataKeyring::parse(&SecretString::from(ring)).unwrap();
+        })
+        .await
+    };
+    let token = app.mfa_token("ada@example.com").await;
+    let signed_in = app
+        .mfa_verify(&json!({"mfa_token": token, "code": crate::mfa::code(&totp_secret, 1)}))
+        .await;
+    assert_eq!(signed_in.status(), 200);
 }
 
 #[tokio::test]
