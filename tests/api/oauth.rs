@@ -285,6 +285,30 @@ async fn an_unverified_email_never_takes_over_an_existing_account() {
     assert_eq!(app.audit_events("oauth.linked").await.len(), 1);
 }
 
+/// Account pre-hijacking: an attacker signs in at a lax provider with the victim's address before
+/// the victim registers. No account is created from an unverified address, so nothing is waiting
+/// for the victim to "recover" while the attacker's identity stays linked.
+#[tokio::test]
+async fn no_account_is_created_from_an_unverified_email() {
+    let fake = FakeProvider::start().await;
+    let app = app_with(&fake, Duration::from_secs(5)).await;
+    fake.set_user(FakeUser {
+        email_verified: false,
+        ..FakeUser::default()
+    });
+    assert_problem(app.oauth_sign_in(&fake, "acme").await, 400).await;
+    assert_eq!(app.users().await, 0);
+
+    // The victim registers normally and owns the address alone.
+    let victim = app.signed_up("alice@example.com").await;
+    let identities: i64 = sqlx::query_scalar("select count(*) from oauth_identities")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(identities, 0);
+    assert_eq!(app.get_me(&victim.access_token).await.status(), 200);
+}
+
 #[tokio::test]
 async fn a_hanging_or_flooding_provider_is_a_generic_502_within_the_timeout() {
     let fake = FakeProvider::start().await;

@@ -10,7 +10,9 @@
 //!    whose email belongs to an existing account is linked automatically only when the provider
 //!    asserts the email verified *and* the local email is verified; otherwise the answer is a
 //!    conflict, and the owner links the provider while signed in (a step-up operation). A new
-//!    identity with a new email creates an account without a password.
+//!    identity with a new email creates an account without a password — only when the provider
+//!    has verified that email (otherwise the account would squat an address its owner may claim
+//!    later: pre-hijacking).
 //!
 //! Provider failures are one generic answer (502) for the client and a log line for the operator.
 
@@ -209,6 +211,9 @@ pub enum OAuthError {
     /// The provider gave no email, and an account needs one.
     #[error("the provider gave no email")]
     NoEmail,
+    /// A new account needs an email the provider has verified (see `sign_in`).
+    #[error("the provider has not verified the email")]
+    UnverifiedEmail,
     /// The email belongs to an account, and the automatic link is not allowed (either side
     /// unverified); or the identity is linked elsewhere.
     #[error("an account with this email exists; sign in and link the provider")]
@@ -595,7 +600,15 @@ impl OAuthService {
             }
             return self.session(origin, provider, credentials.user_id).await;
         }
-        // A new account, without a password.
+        // A new account, without a password — only for an email the provider has verified. An
+        // account created from an unverified claim would squat the address: its real owner, signing
+        // up later, would recover the account by a password reset while the squatter's provider
+        // identity stayed linked to it (account pre-hijacking).
+        if !identity.email_verified {
+            self.refuse(origin, provider, "unverified_email", None)
+                .await?;
+            return Err(OAuthError::UnverifiedEmail);
+        }
         let display_name = identity
             .name
             .as_deref()

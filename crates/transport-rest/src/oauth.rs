@@ -133,6 +133,12 @@ fn problem(error: OAuthError) -> ProblemError {
             "Bad Request",
             "The identity provider gave no email address; an account needs one.",
         )),
+        OAuthError::UnverifiedEmail => ProblemError::new(Problem::new(
+            StatusCode::BAD_REQUEST,
+            types::ABOUT_BLANK,
+            "Bad Request",
+            "The identity provider has not verified your email address; verify it there first.",
+        )),
         OAuthError::Conflict => ProblemError::new(Problem::new(
             StatusCode::CONFLICT,
             types::ABOUT_BLANK,
@@ -192,7 +198,7 @@ pub async fn oauth_authorize(
     params(ProviderPath, CallbackParams),
     responses(
         (status = 200, description = "Signed in (`TokenPair`, or `{mfa_required, mfa_token}` for an MFA account), or `{linked: true}` after a link.", body = LoginResponse),
-        (status = 400, description = "State missing, unknown, expired, used or from another browser; the provider reported an error; or it gave no email.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "State missing, unknown, expired, used or from another browser; the provider reported an error; it gave no email, or (for a new account) one it has not verified.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "The provider refused the code, its ID token is invalid, or the account is locked.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider is configured.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An account with this email exists and cannot be linked automatically; or the identity is linked to another account.", body = Problem, content_type = "application/problem+json"),
