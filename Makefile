@@ -30,12 +30,15 @@ lint: ## Clippy with warnings as errors
 build: ## Debug build of the bulwark binary
 	$(CARGO) build --locked --bin bulwark
 
-openapi: build ## Regenerate openapi/openapi.json from the code
+openapi: build ## Regenerate openapi/openapi.json and openapi/schema.graphql from the code
 	target/debug/bulwark openapi > openapi/openapi.json.tmp && mv openapi/openapi.json.tmp openapi/openapi.json
+	target/debug/bulwark graphql-schema > openapi/schema.graphql.tmp && mv openapi/schema.graphql.tmp openapi/schema.graphql
 
-openapi-check: build ## Fail when openapi/openapi.json differs from what the code generates
+openapi-check: build ## Fail when openapi/openapi.json or openapi/schema.graphql differs from what the code generates
 	@target/debug/bulwark openapi | diff -u openapi/openapi.json - \
 	  || { echo "openapi/openapi.json is out of date: run 'make openapi' and commit it" >&2; exit 1; }
+	@target/debug/bulwark graphql-schema | diff -u openapi/schema.graphql - \
+	  || { echo "openapi/schema.graphql is out of date: run 'make openapi' and commit it" >&2; exit 1; }
 
 migrate: build ## Apply migrations to DATABASE_URL (from .env in development)
 	APP_ENV=$${APP_ENV:-development} target/debug/bulwark migrate

@@ -22,7 +22,7 @@ fn concrete(pattern: &str) -> String {
 }
 
 fn declared() -> Vec<(String, Method, Access)> {
-    let doc = bulwark_transport_rest::openapi();
+    let doc = bulwark_app::api::openapi();
     let table = bulwark_transport_rest::access_table(&doc).expect("every declaration is usable");
     let mut entries: Vec<(String, Method, Access)> = table
         .entries()
@@ -40,7 +40,7 @@ fn declared() -> Vec<(String, Method, Access)> {
 
 #[test]
 fn every_documented_operation_declares_its_access() {
-    let doc = serde_json::to_value(bulwark_transport_rest::openapi()).unwrap();
+    let doc = serde_json::to_value(bulwark_app::api::openapi()).unwrap();
     let mut undeclared = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -69,7 +69,7 @@ async fn every_protected_route_answers_401_with_the_challenge_before_its_handler
     let app = TestApp::spawn().await;
     let protected: Vec<_> = declared()
         .into_iter()
-        .filter(|(_, _, access)| *access != Access::Public)
+        .filter(|(_, _, access)| !matches!(access, Access::Public | Access::Optional))
         .collect();
     assert!(!protected.is_empty());
 
@@ -92,6 +92,44 @@ async fn every_protected_route_answers_401_with_the_challenge_before_its_handler
             "{method} {pattern}"
         );
         assert_problem(response, 401).await;
+    }
+}
+
+/// Optional authentication (`POST /graphql`): anonymous callers get in (the fields decide), but a
+/// credential that is sent must be valid — a forged one is a 401 before anything runs.
+#[tokio::test]
+async fn optional_routes_run_anonymously_but_refuse_a_bad_credential() {
+    let app = TestApp::spawn().await;
+    let optional: Vec<_> = declared()
+        .into_iter()
+        .filter(|(_, _, access)| *access == Access::Optional)
+        .collect();
+    assert!(!optional.is_empty());
+    for (pattern, method, _) in optional {
+        let path = concrete(&pattern);
+        let anonymous = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .json(&json!({"query": "{ __typename }"}))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(anonymous.status(), 401, "{method} {pattern}");
+        for credential in [
+            "Bearer forged",
+            "Bearer bwk_aaaaaaaaaaaa_forged",
+            "Basic YTpi",
+        ] {
+            let refused = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .header("authorization", credential)
+                .json(&json!({"query": "{ __typename }"}))
+                .send()
+                .await
+                .unwrap();
+            assert_problem(refused, 401).await;
+        }
     }
 }
 

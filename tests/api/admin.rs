@@ -31,7 +31,7 @@ impl TestApp {
 }
 
 fn admin_routes() -> Vec<(String, Method)> {
-    let doc = bulwark_transport_rest::openapi();
+    let doc = bulwark_app::api::openapi();
     let table = bulwark_transport_rest::access_table(&doc).unwrap();
     table
         .entries()

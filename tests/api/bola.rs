@@ -106,7 +106,7 @@ const ROUTES: [(&str, &str, Body, Expected); 12] = [
 
 #[test]
 fn the_table_lists_every_route_that_takes_an_id() {
-    let doc = bulwark_transport_rest::openapi();
+    let doc = bulwark_app::api::openapi();
     let table = bulwark_transport_rest::access_table(&doc).unwrap();
     let documented: BTreeSet<(String, String)> = table
         .entries()

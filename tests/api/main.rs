@@ -24,6 +24,7 @@ mod cors;
 mod database;
 mod documents;
 mod errors;
+mod graphql;
 mod headers;
 mod health;
 mod helpers;

@@ -21,7 +21,17 @@ fn checked_in() -> String {
 }
 
 fn generated() -> String {
-    bulwark_transport_rest::openapi_json(&bulwark_transport_rest::openapi()).unwrap()
+    bulwark_transport_rest::openapi_json(&bulwark_app::api::openapi()).unwrap()
+}
+
+#[test]
+fn the_checked_in_graphql_schema_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/schema.graphql");
+    let checked_in = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        checked_in == bulwark_transport_graphql::sdl(),
+        "openapi/schema.graphql is out of date: run `make openapi` and commit the result"
+    );
 }
 
 #[test]

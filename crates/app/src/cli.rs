@@ -44,6 +44,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document (what `make openapi` writes to openapi/openapi.json).
     Openapi,
+    /// Print the GraphQL schema as SDL (what `make openapi` writes to openapi/schema.graphql).
+    GraphqlSchema,
     /// Create an administrator. The password is read from standard input (one line), never from
     /// an argument, where it would be visible in `ps` and shell history:
     /// `bulwark create-admin --email admin@example.com < password-file`.
@@ -67,6 +69,12 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Keygen { out_dir } => report(keygen(out_dir.as_deref())),
         Command::Openapi => report(print_openapi()),
+        Command::GraphqlSchema => report(
+            std::io::stdout()
+                .lock()
+                .write_all(bulwark_transport_graphql::sdl().as_bytes())
+                .map_err(anyhow::Error::from),
+        ),
         Command::Serve => with_config(|config| block_on(serve(config))),
         Command::Migrate => with_config(|config| block_on(migrate(config))),
         Command::CreateAdmin {
@@ -213,7 +221,7 @@ async fn rotate_data_key(config: Config) -> anyhow::Result<()> {
 }
 
 fn print_openapi() -> anyhow::Result<()> {
-    let json = bulwark_transport_rest::openapi_json(&bulwark_transport_rest::openapi())?;
+    let json = bulwark_transport_rest::openapi_json(&crate::api::openapi())?;
     std::io::stdout().lock().write_all(json.as_bytes())?;
     Ok(())
 }

@@ -136,6 +136,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Sign-in with identity providers (none configured: the OAuth routes answer 404).
     pub oauth: OAuthSettings,
+    /// GraphQL limits.
+    pub graphql: bulwark_transport_graphql::Limits,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -521,6 +523,7 @@ impl Config {
         let quotas = quota_settings(&mut r);
         let webhooks = webhook_settings(&mut r, app_env == AppEnv::Development);
         let oauth = oauth_settings(&mut r, production);
+        let graphql = graphql_limits(&mut r);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -670,6 +673,7 @@ impl Config {
             mail,
             webhooks,
             oauth,
+            graphql,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -795,6 +799,32 @@ fn oauth_settings(r: &mut Reader<'_>, production: bool) -> OAuthSettings {
     OAuthSettings {
         providers,
         http: bulwark_security::oauth::HttpSettings::default(),
+    }
+}
+
+/// Reads the GraphQL limits (safe defaults; see `bulwark_transport_graphql::armour`).
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn graphql_limits(r: &mut Reader<'_>) -> bulwark_transport_graphql::Limits {
+    let d = bulwark_transport_graphql::Limits::default();
+    let n =
+        |r: &mut Reader<'_>, name: &str, default: usize, range: std::ops::RangeInclusive<u64>| {
+            r.number(name, default as u64, range) as usize
+        };
+    bulwark_transport_graphql::Limits {
+        max_bytes: n(r, "GRAPHQL_MAX_QUERY_BYTES", d.max_bytes, 256..=1024 * 1024),
+        max_tokens: n(r, "GRAPHQL_MAX_TOKENS", d.max_tokens, 16..=100_000),
+        max_aliases: n(r, "GRAPHQL_MAX_ALIASES", d.max_aliases, 0..=1000),
+        max_root_fields: n(r, "GRAPHQL_MAX_ROOT_FIELDS", d.max_root_fields, 1..=1000),
+        max_depth: n(r, "GRAPHQL_MAX_DEPTH", d.max_depth, 2..=100),
+        max_complexity: n(
+            r,
+            "GRAPHQL_MAX_COMPLEXITY",
+            d.max_complexity,
+            10..=1_000_000,
+        ),
+        batching: r.flag("GRAPHQL_BATCHING", d.batching),
+        max_batch: n(r, "GRAPHQL_MAX_BATCH", d.max_batch, 1..=100),
     }
 }
 

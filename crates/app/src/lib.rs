@@ -8,6 +8,7 @@
 //! through) → `bulwark-transport-rest` (handlers) → `bulwark-domain` (rules and ports) →
 //! `bulwark-persistence` / `bulwark-security` (adapters) → this crate (how they are wired).
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;

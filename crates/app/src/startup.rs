@@ -126,6 +126,8 @@ pub struct AppState {
     api_keys: web::Data<ApiKeyService>,
     mfa: web::Data<MfaService>,
     oauth: web::Data<OAuthService>,
+    graphql: web::Data<bulwark_transport_graphql::BulwarkSchema>,
+    graphql_limits: web::Data<bulwark_transport_graphql::Limits>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -152,7 +154,7 @@ impl AppState {
         test_routes: Option<TestRoutes>,
     ) -> Result<Self, StartupError> {
         let http = config.http.clone();
-        let doc = bulwark_transport_rest::openapi();
+        let doc = crate::api::openapi();
         let document = OpenApiDocument(
             bulwark_transport_rest::openapi_json(&doc)
                 .map_err(StartupError::OpenApi)?
@@ -322,7 +324,19 @@ impl AppState {
             audit: audit.clone(),
             limits: config.quotas,
         };
+        let admin = AdminService::new(admin_ports, accounts.clone());
+        let graphql = bulwark_transport_graphql::build(
+            bulwark_transport_graphql::Services {
+                documents: documents.clone(),
+                accounts: accounts.clone(),
+                admin: admin.clone(),
+            },
+            &config.graphql,
+            config.env == crate::config::AppEnv::Development,
+        );
         Ok(Self {
+            graphql: web::Data::new(graphql),
+            graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {
                 hsts: http.behind_tls_proxy,
                 docs_prefix: http.docs_ui.then_some(DOCS_PREFIX),
@@ -333,7 +347,7 @@ impl AppState {
             access: web::Data::new(access),
             jwks: web::Data::new(jwks),
             auth: web::Data::new(auth),
-            admin: web::Data::new(AdminService::new(admin_ports, accounts.clone())),
+            admin: web::Data::new(admin),
             api_keys: web::Data::new(
                 ApiKeyService::new(api_key_ports, accounts.clone())
                     .requiring_mfa_for_admins(identity.require_mfa_for_admins),
@@ -403,9 +417,11 @@ pub fn app(
         .app_data(state.api_keys.clone())
         .app_data(state.mfa.clone())
         .app_data(state.oauth.clone())
+        .app_data(state.graphql.clone())
+        .app_data(state.graphql_limits.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
-        .configure(bulwark_transport_rest::routes)
+        .configure(crate::api::routes)
         .split_for_parts();
     let app = match state.test_routes {
         Some(routes) => app.configure(|cfg| routes(cfg)),

@@ -452,12 +452,30 @@ impl AccountService {
     /// # Errors
     /// [`AccountError::NotFound`] when it was deleted meanwhile; `Unexpected` when the store fails.
     pub async fn me(&self, actor: &Actor) -> Result<User, AccountError> {
+        // The account's own data is a session's business, not an integration's.
+        if !actor.is_session() {
+            return Err(AccountError::SessionRequired);
+        }
         self.ports
             .users
             .find(actor.user_id)
             .await
             .or_unexpected("user lookup")?
             .ok_or(AccountError::NotFound)
+    }
+
+    /// Another user's profile as `actor` may see it: `None` for an unknown or deleted user. The
+    /// caller decides per field what to show with [`crate::policy::may_see_private_profile`].
+    ///
+    /// # Errors
+    /// `Unexpected`.
+    pub async fn profile(&self, id: Uuid) -> Result<Option<User>, AccountError> {
+        Ok(self
+            .ports
+            .users
+            .find(id)
+            .await
+            .or_unexpected("user lookup")?)
     }
 
     /// Changes the caller's display name.
@@ -470,6 +488,9 @@ impl AccountService {
         origin: &Origin,
         display_name: &str,
     ) -> Result<User, AccountError> {
+        if !actor.is_session() {
+            return Err(AccountError::SessionRequired);
+        }
         let display_name =
             DisplayName::parse(display_name).map_err(|v| AccountError::Invalid(vec![v]))?;
         let user = self

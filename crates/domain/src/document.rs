@@ -350,6 +350,8 @@ pub struct DocumentQuery {
     pub q: Option<String>,
     /// Only documents with this tag.
     pub tag: Option<Tag>,
+    /// Only documents of this owner (still only those the reader may read).
+    pub owner: Option<Uuid>,
 }
 
 /// One page.

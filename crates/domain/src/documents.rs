@@ -95,6 +95,8 @@ pub struct ListRequest {
     pub q: Option<String>,
     /// Only this tag.
     pub tag: Option<String>,
+    /// Only this owner's documents (GraphQL's `User.documents`).
+    pub owner: Option<Uuid>,
 }
 
 /// Why a document operation failed, as far as the client may know.
@@ -150,6 +152,7 @@ pub fn parse_list_request(request: &ListRequest) -> Result<DocumentQuery, Vec<Fi
             after,
             q,
             tag,
+            owner: request.owner,
         })
     } else {
         Err(violations)
@@ -727,6 +730,7 @@ mod tests {
             cursor: Some("nope".into()),
             q: Some("a\u{0}b".into()),
             tag: Some("Not A Tag".into()),
+            owner: None,
         })
         .unwrap_err();
         let fields: Vec<&str> = bad.iter().map(|v| v.field).collect();

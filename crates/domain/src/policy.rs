@@ -67,10 +67,26 @@ impl Role {
     }
 }
 
-/// Whether the actor's role grants the permission.
+/// Whether the actor's role grants the permission. Administration (users, roles, the audit trail)
+/// is never granted to an API key, whatever its owner's role: keys are for integrations, and the
+/// admin functions stay behind a person's session (with MFA, when the policy requires it).
 #[must_use]
 pub fn allows(actor: &Actor, permission: Permission) -> bool {
+    let administration = matches!(
+        permission,
+        Permission::UsersRead | Permission::UsersManage | Permission::AuditRead
+    );
+    if administration && !actor.is_session() {
+        return false;
+    }
     actor.role.permissions().contains(&permission)
+}
+
+/// Whether the actor may see a user's private profile fields (email, role): the user itself (in a
+/// session) and those who may read users.
+#[must_use]
+pub fn may_see_private_profile(actor: &Actor, user_id: uuid::Uuid) -> bool {
+    (actor.user_id == user_id && actor.is_session()) || allows(actor, Permission::UsersRead)
 }
 
 #[cfg(test)]

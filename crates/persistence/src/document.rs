@@ -251,6 +251,7 @@ impl DocumentRepository for PgDocumentRepository {
                                           coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
               and ($5::text is null or d.title ilike ('%' || $5 || '%') escape '\')
               and ($6::text is null or d.tags @> array[$6::text])
+              and ($8::uuid is null or d.owner_id = $8)
             order by d.created_at desc, d.id desc
             limit $7
             "#,
@@ -261,6 +262,7 @@ impl DocumentRepository for PgDocumentRepository {
             pattern,
             query.tag.as_ref().map(Tag::as_str),
             fetch,
+            query.owner,
         )
         .fetch_all(&self.pool)
         .await

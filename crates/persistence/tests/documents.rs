@@ -58,6 +58,7 @@ fn query(limit: u32) -> DocumentQuery {
         after: None,
         q: None,
         tag: None,
+        owner: None,
     }
 }
 

@@ -1,13 +1,21 @@
 //! # bulwark-transport-graphql
 //!
-//! **Not built yet** — this crate is an empty skeleton that reserves the place of the GraphQL adapter
-//! in the dependency graph. It exposes nothing and the application does not mount it; `/graphql`
-//! answers 404 until the GraphQL issue (issue 6) lands.
+//! The GraphQL adapter: an async-graphql schema over the *same* domain services and policy as REST
+//! ([`schema`]), the armour that runs before the executor ([`armour`]: query bytes and tokens
+//! before parsing, aliases and root fields after), and the thin actix adapter for `POST /graphql`
+//! ([`http`]). Resolvers hold no authorisation logic: they pass the request's actor to a service,
+//! which decides, and map its errors to `extensions.code`.
 //!
-//! What it will hold: the async-graphql schema (in this library, so it is testable without HTTP),
-//! thin actix adapters for `POST /graphql` and `/graphql/ws` (`graphql-transport-ws`, authenticated
-//! in `connection_init`), guards that call the *same* domain services and policy as REST, depth /
-//! complexity / alias / batch limits, and errors mapped to `extensions.code`.
+//! Subscriptions over `/graphql/ws` (`graphql-transport-ws`) arrive with the WebSocket part of
+//! issue 6.
 //!
 //! **Never imports** a database crate, the security adapters, or another transport: the shared HTTP
 //! needs (actor extraction, problems, client IP) come from `bulwark-web`.
+
+pub mod armour;
+pub mod http;
+pub mod schema;
+
+pub use armour::Limits;
+pub use http::routes;
+pub use schema::{BulwarkSchema, Services, build, sdl};

@@ -345,6 +345,7 @@ pub async fn list_documents(
                 cursor,
                 q,
                 tag,
+                owner: None,
             },
         )
         .await

@@ -47,6 +47,7 @@ pub use jwks::{Jwk, JwkSet};
         (name = "users", description = "Accounts: registration and the caller's own account."),
         (name = "admin", description = "Administration: users, roles, locks, plans, the audit trail. Administrators only (403 for anyone else)."),
         (name = "documents", description = "The example resource: documents with visibility, tags and sharing; object-level authorisation on every verb."),
+        (name = "graphql", description = "The GraphQL endpoint (schema in openapi/schema.graphql): the same services and rules as REST."),
         (name = "webhooks", description = "Signed notifications of the caller's document events to a URL it registers. Targets pass an SSRF policy at registration and on the address dialled at every delivery; redirects are never followed."),
     ),
     components(schemas(bulwark_web::Problem, bulwark_web::FieldError)),
@@ -290,18 +291,24 @@ pub fn access_table(
                         ));
                     }
                 };
-                if let Some(declared) = declared
-                    && access.replace(declared).is_some()
-                {
-                    return Err(error(
-                        "declare exactly one `bearer` (or public) requirement",
-                    ));
+                if let Some(declared) = declared {
+                    access = match (access, declared) {
+                        (None, declared) => Some(declared),
+                        // `security((), ("bearer" = []))`: anonymous, or authenticated.
+                        (Some(Access::Public), Access::Authenticated)
+                        | (Some(Access::Authenticated), Access::Public) => Some(Access::Optional),
+                        _ => {
+                            return Err(error(
+                                "declare one `bearer` requirement, public, or both (optional)",
+                            ));
+                        }
+                    };
                 }
             }
             let access = access
                 .ok_or_else(|| error("declare exactly one `bearer` (or public) requirement"))?;
             if let Some(scope) = api_key {
-                if access != Access::Authenticated {
+                if !matches!(access, Access::Authenticated | Access::Optional) {
                     return Err(error(
                         "an `api_key` alternative is only for routes any signed-in user may call",
                     ));

@@ -44,6 +44,9 @@ pub enum Access {
     Public,
     /// Any authenticated caller.
     Authenticated,
+    /// Anyone; a bearer credential, when sent, must be valid and makes the caller an actor
+    /// (GraphQL: its fields decide per field). Declared as `security((), ("bearer" = []))`.
+    Optional,
     /// An authenticated caller whose role grants the permission.
     Permission(Permission),
 }
@@ -181,6 +184,13 @@ async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
         Some(access) => access,
     };
     let Some(token) = bearer_token(req.request()) else {
+        if access == Access::Optional
+            && !req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION)
+        {
+            return Ok(None);
+        }
         tracing::debug!("no usable bearer token");
         return Err(unauthenticated());
     };

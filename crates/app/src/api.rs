@@ -1,0 +1,25 @@
+//! The whole HTTP API as one document: the REST routes and `POST /graphql`, registered through
+//! utoipa-actix-web, so the OpenAPI document — and the access table built from it — lists every
+//! route of every transport.
+
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Registers every route of every transport.
+pub fn routes(cfg: &mut ServiceConfig<'_>) {
+    bulwark_transport_rest::routes(cfg);
+    bulwark_transport_graphql::routes(cfg);
+}
+
+/// The OpenAPI document of [`routes`]: what `bulwark openapi` prints and `openapi/openapi.json`
+/// holds.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_app, doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(bulwark_transport_rest::ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
+    doc
+}
