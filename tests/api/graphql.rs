@@ -320,6 +320,7 @@ async fn queries_built_to_exhaust_the_server_are_refused_before_they_run() {
         root_fields.as_str(),
         bomb.as_str(),
         nested.as_str(),
+        "fragment A on QueryRoot { ...B } fragment B on QueryRoot { ...A } query { ...A }",
     ] {
         let body = app.graphql(&ada, query, json!({})).await;
         assert_eq!(
@@ -381,6 +382,14 @@ async fn only_single_json_operations_are_accepted() {
     .await
     .unwrap();
     assert_problem(batch, 400).await;
+    let fifty = format!("[{}]", vec![r#"{"query":"{ me { id } }"}"#; 50].join(","));
+    assert_problem(post("application/json", fifty).await.unwrap(), 400).await;
+    // A 1 MiB query never reaches the parser: the body limit answers first.
+    let huge = serde_json::to_string(
+        &json!({"query": format!("{{ me {{ id }} }} #{}", "x".repeat(1024 * 1024))}),
+    )
+    .unwrap();
+    assert_problem(post("application/json", huge).await.unwrap(), 413).await;
     let malformed = post("application/json", "{".to_owned()).await.unwrap();
     assert_problem(malformed, 400).await;
     // Never over GET (so never a mutation from a link or an image).
