@@ -159,6 +159,8 @@ async fn mutations_follow_the_domain_rules() {
         )
         .await;
     let document = &created["data"]["createDocument"];
+    // The cost the rate limits will charge: one per field selection.
+    assert_eq!(created["extensions"]["cost"], 5);
     assert_eq!(document["visibility"], "PRIVATE");
     assert!(!document["body"].as_str().unwrap().contains("script"));
     let id = document["id"].as_str().unwrap();

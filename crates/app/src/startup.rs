@@ -25,6 +25,7 @@ use bulwark_persistence::api_key::PgApiKeyRepository;
 use bulwark_persistence::attachment::PgAttachmentRepository;
 use bulwark_persistence::audit::PgAuditLog;
 use bulwark_persistence::document::PgDocumentRepository;
+use bulwark_persistence::fanout::PgFanout;
 use bulwark_persistence::flow::PgFlowLimiter;
 use bulwark_persistence::health::PgProbe;
 use bulwark_persistence::liveness::{self, CachedLiveness};
@@ -55,6 +56,9 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::config::{Config, HttpSettings};
+
+/// How many notifications a live subscriber may fall behind before it is dropped as too slow.
+const FANOUT_BUFFER: usize = 256;
 
 /// Where the interactive docs live (development only).
 pub const DOCS_PREFIX: &str = "/docs/";
@@ -131,6 +135,7 @@ pub struct AppState {
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
+    fanout: PgFanout,
     outbox: PgOutbox,
     test_routes: Option<TestRoutes>,
 }
@@ -286,6 +291,8 @@ impl AppState {
         })
         .map_err(StartupError::Webhooks)?;
         let flows = Arc::new(PgFlowLimiter::new(pool.clone()));
+        // Live notifications between instances (the GraphQL and WebSocket subscribers of issue 6).
+        let fanout = PgFanout::new(pool.clone(), FANOUT_BUFFER);
         let webhooks = WebhookService::new(
             WebhookPorts {
                 webhooks: Arc::new(PgWebhookRepository::new(pool.clone())),
@@ -307,7 +314,10 @@ impl AppState {
             limits: config.quotas,
             flows,
             flow_caps: config.flow_caps,
-            events: Arc::new(webhooks.clone()),
+            events: Arc::new(bulwark_domain::events::Listeners(vec![
+                Arc::new(webhooks.clone()),
+                Arc::new(fanout.clone()),
+            ])),
         });
         let audit_reader = audit.clone();
         let audit_log: Arc<dyn AuditLog> = audit.clone();
@@ -359,6 +369,7 @@ impl AppState {
             webhooks: web::Data::new(webhooks),
             audit: web::Data::from(audit_log),
             liveness,
+            fanout,
             outbox,
             http,
             test_routes,
@@ -512,6 +523,7 @@ impl Application {
         // LISTEN/NOTIFY; until the listener is connected, every check goes to the database.
         let mut background = vec![
             state.liveness.spawn_listener(pool.clone()),
+            state.fanout.spawn_listener(),
             spawn_purge(pool.clone()),
             crate::webhooks::spawn(
                 state.webhooks.get_ref().clone(),

@@ -65,3 +65,95 @@ pub struct NoListeners;
 impl DocumentEvents for NoListeners {
     async fn publish(&self, _event: DocumentEvent) {}
 }
+
+/// What a live subscriber can listen to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// The changes of one document (`document:<id>`).
+    Document(Uuid),
+}
+
+impl Topic {
+    /// Parses `document:<uuid>`.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let id = raw.strip_prefix("document:")?;
+        // Only the canonical hyphenated form: one spelling per topic.
+        let id = Uuid::parse_str(id)
+            .ok()
+            .filter(|u| u.hyphenated().to_string() == id)?;
+        Some(Self::Document(id))
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Document(id) => write!(f, "document:{id}"),
+        }
+    }
+}
+
+/// A document event as it travels between instances and to live subscribers: ids only (every
+/// receiver re-reads through the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The topic it belongs to.
+    pub topic: Topic,
+    /// `document.updated`, `document.deleted` or `document.shared`.
+    pub event: String,
+    /// The document's owner.
+    pub owner_id: Uuid,
+    /// The new version, for updates.
+    pub version: Option<i32>,
+}
+
+impl Notification {
+    /// The notification of a document event.
+    #[must_use]
+    pub fn of(event: &DocumentEvent) -> Self {
+        let (name, version) = match &event.change {
+            DocumentChange::Updated { version } => ("document.updated", Some(*version)),
+            DocumentChange::Deleted => ("document.deleted", None),
+            DocumentChange::Shared { .. } => ("document.shared", None),
+        };
+        Self {
+            topic: Topic::Document(event.document_id),
+            event: name.to_owned(),
+            owner_id: event.owner_id,
+            version,
+        }
+    }
+}
+
+/// Publishes to several listeners (webhooks and the live fan-out), one after the other.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners(pub Vec<std::sync::Arc<dyn DocumentEvents>>);
+
+#[async_trait]
+impl DocumentEvents for Listeners {
+    async fn publish(&self, event: DocumentEvent) {
+        for listener in &self.0 {
+            listener.publish(event.clone()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_have_one_spelling() {
+        let id = Uuid::from_u128(0x00ab_cdef_0000_4000_8000_0000_0000_00ff);
+        let topic = Topic::Document(id);
+        assert_eq!(Topic::parse(&topic.to_string()), Some(topic));
+        assert_eq!(Topic::parse(&format!("document:{}", id.simple())), None);
+        assert_eq!(
+            Topic::parse(&format!("document:{}", id.to_string().to_uppercase())),
+            None
+        );
+        assert_eq!(Topic::parse("user:1"), None);
+        assert_eq!(Topic::parse("document:"), None);
+    }
+}

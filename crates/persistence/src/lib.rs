@@ -22,6 +22,7 @@ pub mod api_key;
 pub mod attachment;
 pub mod audit;
 pub mod document;
+pub mod fanout;
 pub mod flow;
 pub mod health;
 mod listing;

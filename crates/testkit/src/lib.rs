@@ -85,12 +85,13 @@ impl TestDatabase {
         }
     }
 
-    /// Settings for the app's own pool on this database (kept small for the same reason).
+    /// Settings for the app's own pool on this database (kept small for the same reason; two of
+    /// them are held for good by the app's listeners — revocations and document events).
     #[must_use]
     pub fn settings(&self) -> DatabaseSettings {
         DatabaseSettings {
             connect: self.connect.clone(),
-            max_connections: 3,
+            max_connections: 5,
             acquire_timeout: std::time::Duration::from_secs(3),
             statement_timeout: std::time::Duration::from_secs(5),
         }

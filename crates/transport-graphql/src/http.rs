@@ -106,7 +106,14 @@ async fn run(
         }
         Some(_) => return refused("`variables` is an object."),
     }
-    with_codes(schema.execute(executable).await)
+    let mut response = with_codes(schema.execute(executable).await);
+    // The operation's cost (field selections, fragments expanded) is what the rate limits of
+    // issue 7 will charge; clients see it too, so they can budget.
+    response.extensions.insert(
+        "cost".to_owned(),
+        async_graphql::Value::from(u64::try_from(cost).unwrap_or(u64::MAX)),
+    );
+    response
 }
 
 /// Run a GraphQL operation.

@@ -1,12 +1,26 @@
 //! # bulwark-transport-ws
 //!
-//! **Not built yet** — this crate is an empty skeleton that reserves the place of the WebSocket
-//! adapter in the dependency graph. It exposes nothing and the application does not mount it;
-//! `/api/v1/ws` answers 404 until the WebSocket issue (issue 6) lands.
+//! The WebSocket notifications adapter (`/api/v1/ws`). What exists today is the protocol itself,
+//! [`notifications`]: authentication by the first message (never a token in the URL), the
+//! connection closed when the access token expires, the per-user connection cap
+//! ([`close::TOO_MANY_CONNECTIONS`], through [`Gatekeeper::admit`], with a ready-made
+//! [`ConnectionCounter`] in [`connections`]), subscriptions authorised through the domain policy
+//! when made *and* again for every event, heartbeat and idle timeout, and the frame-size,
+//! message-rate and subscription limits — written as one async function, [`serve`], over a
+//! generic `Stream`/`Sink` of frames, so that every rule is unit-tested with in-memory channels
+//! and paused time rather than only end to end.
 //!
-//! What it will hold: the `/api/v1/ws` notification protocol written over a generic `Sink`/`Stream`
-//! (so it is unit-testable with channels), Origin checks at the upgrade, authentication by the first
-//! message (never a token in the URL), per-subscription and per-event authorisation through the
-//! domain policy, frame-size and message-rate limits, and multi-instance fan-out.
+//! Still to come (issue 6), and until then `/api/v1/ws` is not mounted: the actix upgrade that
+//! turns `actix-ws` messages into [`Inbound`]/[`Outbound`] and calls [`serve`], the Origin check
+//! against the allowlist at that upgrade (403 before any frame), the [`Gatekeeper`]
+//! implementation over the domain services, and the multi-instance fan-out that feeds the
+//! broadcast channel.
 //!
-//! **Never imports** a database crate, the security adapters, or another transport.
+//! **Never imports** a database crate, the security adapters, or another transport: tokens,
+//! sessions and the read policy reach the protocol only through [`Gatekeeper`].
+
+pub mod connections;
+pub mod notifications;
+
+pub use connections::{ConnectionCounter, ConnectionPermit};
+pub use notifications::{Authenticated, Gatekeeper, Inbound, Outbound, Settings, close, serve};
