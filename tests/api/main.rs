@@ -41,3 +41,4 @@ mod sessions;
 mod timeouts;
 mod tokens;
 mod webhooks;
+mod websocket;

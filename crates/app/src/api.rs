@@ -1,4 +1,5 @@
-//! The whole HTTP API as one document: the REST routes and `POST /graphql`, registered through
+//! The whole HTTP API as one document: the REST routes, `POST /graphql` and the notifications
+//! socket (`GET /api/v1/ws`), registered through
 //! utoipa-actix-web, so the OpenAPI document — and the access table built from it — lists every
 //! route of every transport.
 
@@ -10,6 +11,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
     bulwark_transport_rest::routes(cfg);
     bulwark_transport_graphql::routes(cfg);
+    bulwark_transport_ws::routes(cfg);
 }
 
 /// The OpenAPI document of [`routes`]: what `bulwark openapi` prints and `openapi/openapi.json`

@@ -57,6 +57,9 @@ use utoipa_actix_web::AppExt;
 
 use crate::config::{Config, HttpSettings};
 
+/// Open notification sockets per user and instance.
+const WS_CONNECTIONS_PER_USER: usize = 5;
+
 /// How many notifications a live subscriber may fall behind before it is dropped as too slow.
 const FANOUT_BUFFER: usize = 256;
 
@@ -132,6 +135,7 @@ pub struct AppState {
     oauth: web::Data<OAuthService>,
     graphql: web::Data<bulwark_transport_graphql::BulwarkSchema>,
     graphql_limits: web::Data<bulwark_transport_graphql::Limits>,
+    socket: web::Data<bulwark_transport_ws::SocketState>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -344,7 +348,17 @@ impl AppState {
             &config.graphql,
             config.env == crate::config::AppEnv::Development,
         );
+        let subscribe_to = fanout.clone();
+        let socket = bulwark_transport_ws::SocketState {
+            auth: auth.clone(),
+            documents: documents.clone(),
+            connections: bulwark_transport_ws::ConnectionCounter::new(WS_CONNECTIONS_PER_USER),
+            subscribe: Arc::new(move || subscribe_to.subscribe()),
+            origins: http.cors.clone(),
+            settings: bulwark_transport_ws::Settings::default(),
+        };
         Ok(Self {
+            socket: web::Data::new(socket),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {
@@ -430,6 +444,7 @@ pub fn app(
         .app_data(state.oauth.clone())
         .app_data(state.graphql.clone())
         .app_data(state.graphql_limits.clone())
+        .app_data(state.socket.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(crate::api::routes)

@@ -822,6 +822,20 @@ impl AuthService {
     /// # Errors
     /// [`AuthenticationError`]; all of them are the same 401 to the client.
     pub async fn authenticate(&self, bearer: &str) -> Result<Actor, AuthenticationError> {
+        self.authenticate_with_expiry(bearer)
+            .await
+            .map(|(actor, _)| actor)
+    }
+
+    /// Like [`Self::authenticate`], also giving the token's expiry (seconds since the epoch): a
+    /// long-lived connection (a WebSocket) must end when its token does.
+    ///
+    /// # Errors
+    /// As [`Self::authenticate`].
+    pub async fn authenticate_with_expiry(
+        &self,
+        bearer: &str,
+    ) -> Result<(Actor, u64), AuthenticationError> {
         let claims = self
             .ports
             .access_tokens
@@ -843,14 +857,27 @@ impl AuthService {
             principal.mfa_enabled,
             self.rules.require_mfa_for_admins,
         );
-        Ok(Actor {
-            user_id: claims.user_id,
-            session_id: claims.session_id,
-            role,
-            authenticated_at: principal.authenticated_at,
-            credential: crate::context::Credential::Session,
-            role_withheld,
-        })
+        Ok((
+            Actor {
+                user_id: claims.user_id,
+                session_id: claims.session_id,
+                role,
+                authenticated_at: principal.authenticated_at,
+                credential: crate::context::Credential::Session,
+                role_withheld,
+            },
+            claims.expires_at,
+        ))
+    }
+
+    /// Whether the actor's session is still live and still its user's (a revoked session, a
+    /// locked or deleted account: false). A store that cannot answer answers false: a long-lived
+    /// connection is closed rather than kept open on a guess.
+    pub async fn still_live(&self, actor: &Actor) -> bool {
+        matches!(
+            self.ports.liveness.principal(actor.session_id).await,
+            Ok(Some(principal)) if principal.user_id == actor.user_id
+        )
     }
 }
 

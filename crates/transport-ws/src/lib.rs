@@ -10,17 +10,19 @@
 //! generic `Stream`/`Sink` of frames, so that every rule is unit-tested with in-memory channels
 //! and paused time rather than only end to end.
 //!
-//! Still to come (issue 6), and until then `/api/v1/ws` is not mounted: the actix upgrade that
-//! turns `actix-ws` messages into [`Inbound`]/[`Outbound`] and calls [`serve`], the Origin check
-//! against the allowlist at that upgrade (403 before any frame), the [`Gatekeeper`]
-//! implementation over the domain services, and the multi-instance fan-out that feeds the
-//! broadcast channel.
+//! [`upgrade`] mounts it at `GET /api/v1/ws`: the Origin check against the allowlist before the
+//! upgrade (403, no frame exchanged), actix-ws frames turned into [`Inbound`]/[`Outbound`], and the
+//! [`Gatekeeper`] over the domain services (tokens and sessions from `AuthService`, the read
+//! decision of `DocumentService`). Notifications come from the app's fan-out (PostgreSQL
+//! `LISTEN`/`NOTIFY`, every instance). GraphQL subscriptions (`/graphql/ws`) are still to come.
 //!
 //! **Never imports** a database crate, the security adapters, or another transport: tokens,
 //! sessions and the read policy reach the protocol only through [`Gatekeeper`].
 
 pub mod connections;
 pub mod notifications;
+pub mod upgrade;
 
 pub use connections::{ConnectionCounter, ConnectionPermit};
 pub use notifications::{Authenticated, Gatekeeper, Inbound, Outbound, Settings, close, serve};
+pub use upgrade::{SocketState, routes};

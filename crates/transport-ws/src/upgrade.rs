@@ -1,0 +1,218 @@
+//! `GET /api/v1/ws`: the upgrade, and the [`Gatekeeper`] over the domain services.
+//!
+//! The Origin header is checked against the same allowlist as CORS *before* the upgrade (403, no
+//! frame exchanged): a WebSocket is not covered by the same-origin policy, so without this check
+//! any page a signed-in user visits could open the socket in their name (cross-site WebSocket
+//! hijacking). A client that sends no Origin is not a browser and gets no ambient credential.
+//! Everything after the upgrade is [`serve`]'s: authentication by the first message, per-topic
+//! authorisation through the document service, limits.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use bulwark_domain::auth::AuthService;
+use bulwark_domain::context::{Actor, Origin};
+use bulwark_domain::documents::DocumentService;
+use bulwark_domain::events::{Notification, Topic};
+use bulwark_web::ProblemError;
+use bulwark_web::cors::CorsPolicy;
+use bulwark_web::identity::ClientOrigin;
+use bulwark_web::problem::{Problem, types};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use crate::connections::ConnectionCounter;
+use crate::notifications::{Authenticated, Gatekeeper, Inbound, Outbound, Settings, serve};
+
+/// Where a connection gets the live notifications from (the fan-out of every instance).
+pub type Subscribe = Arc<dyn Fn() -> broadcast::Receiver<Notification> + Send + Sync>;
+
+/// What the socket route needs, built once by the app.
+#[derive(Clone)]
+pub struct SocketState {
+    /// Tokens and sessions.
+    pub auth: AuthService,
+    /// The read policy of documents.
+    pub documents: DocumentService,
+    /// Open sockets per user.
+    pub connections: ConnectionCounter,
+    /// The live notifications.
+    pub subscribe: Subscribe,
+    /// The allowed browser origins (the CORS allowlist).
+    pub origins: CorsPolicy,
+    /// The protocol's limits.
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for SocketState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketState")
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SocketState {
+    fn origin_allowed(&self, origin: &str) -> bool {
+        match &self.origins {
+            CorsPolicy::AnyOrigin => true,
+            CorsPolicy::AllowList(allowed) => allowed.iter().any(|a| a == origin),
+        }
+    }
+}
+
+/// The [`Gatekeeper`] of one connection, over the domain services.
+struct DomainGatekeeper {
+    state: SocketState,
+    origin: Origin,
+}
+
+#[async_trait::async_trait]
+impl Gatekeeper for DomainGatekeeper {
+    async fn authenticate(&self, token: &str) -> Option<Authenticated> {
+        let (actor, expires_at) = self.state.auth.authenticate_with_expiry(token).await.ok()?;
+        Some(Authenticated {
+            actor,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(expires_at),
+        })
+    }
+
+    fn admit(&self, actor: &Actor) -> Option<Box<dyn Any + Send>> {
+        self.state
+            .connections
+            .admit(actor.user_id)
+            .map(|permit| Box::new(permit) as Box<dyn Any + Send>)
+    }
+
+    async fn still_live(&self, actor: &Actor) -> bool {
+        self.state.auth.still_live(actor).await
+    }
+
+    async fn may_read(&self, actor: &Actor, topic: &Topic) -> bool {
+        match topic {
+            // The same decision as `GET /documents/{id}` (and audited the same way when refused).
+            Topic::Document(id) => self
+                .state
+                .documents
+                .get(actor, &self.origin, *id)
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+/// Frames from actix-ws as the protocol sees them.
+fn inbound(stream: actix_ws::MessageStream) -> Pin<Box<dyn Stream<Item = Inbound>>> {
+    Box::pin(stream.filter_map(|message| async move {
+        match message {
+            Ok(Message::Text(text)) => Some(Inbound::Text(text.to_string())),
+            Ok(Message::Binary(bytes)) => Some(Inbound::Binary(bytes.to_vec())),
+            Ok(Message::Ping(bytes)) => Some(Inbound::Ping(bytes.to_vec())),
+            Ok(Message::Pong(bytes)) => Some(Inbound::Pong(bytes.to_vec())),
+            Ok(Message::Close(_)) => Some(Inbound::Close),
+            // Fragmented frames are not part of this protocol: treated as binary (closed 1008).
+            Ok(Message::Continuation(_)) => Some(Inbound::Binary(Vec::new())),
+            Ok(Message::Nop) => None,
+            Err(ProtocolError::Overflow) => Some(Inbound::TooLarge),
+            Err(_) => Some(Inbound::Close),
+        }
+    }))
+}
+
+/// The session as a sink of the protocol's frames.
+#[derive(Debug)]
+struct Closed;
+
+fn outbound(
+    session: actix_ws::Session,
+) -> Pin<Box<dyn futures_util::Sink<Outbound, Error = Closed>>> {
+    Box::pin(futures_util::sink::unfold(
+        Some(session),
+        |session: Option<actix_ws::Session>, frame: Outbound| async move {
+            let Some(mut session) = session else {
+                return Err(Closed);
+            };
+            match frame {
+                Outbound::Text(text) => session.text(text).await.map_err(|_| Closed)?,
+                Outbound::Ping(bytes) => session.ping(&bytes).await.map_err(|_| Closed)?,
+                Outbound::Pong(bytes) => session.pong(&bytes).await.map_err(|_| Closed)?,
+                Outbound::Close { code, reason } => {
+                    let _ = session
+                        .close(Some(CloseReason {
+                            code: CloseCode::from(code),
+                            description: Some(reason),
+                        }))
+                        .await;
+                    return Ok(None);
+                }
+            }
+            Ok(Some(session))
+        },
+    ))
+}
+
+/// Open the notifications socket.
+///
+/// A WebSocket upgrade. The first message must be `{"type":"auth","token":"<access token>"}`
+/// within 10 s (never a token in the URL); then `{"type":"subscribe","topic":"document:<id>"}`.
+/// Events arrive as `{"type":"event","topic","event","data"}` with ids only. Close codes: 4401
+/// (unauthenticated, session ended, token expired), 4408 (no auth in time), 4429 (too many
+/// sockets), 1008 (message rate, binary frames, too slow), 1009 (frame over 64 KiB).
+#[utoipa::path(
+    tag = "notifications",
+    operation_id = "notifications_socket",
+    security(()),
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open."),
+        (status = 400, description = "Not a WebSocket upgrade request.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The page's Origin is not allowed (cross-site WebSocket hijacking).", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/api/v1/ws")]
+pub async fn notifications_socket(
+    state: web::Data<SocketState>,
+    ClientOrigin(origin): ClientOrigin,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ProblemError> {
+    if let Some(page) = req.headers().get(header::ORIGIN) {
+        let allowed = page.to_str().is_ok_and(|o| state.origin_allowed(o));
+        if !allowed {
+            tracing::warn!("WebSocket upgrade from a disallowed origin refused");
+            return Err(ProblemError::new(Problem::new(
+                StatusCode::FORBIDDEN,
+                types::FORBIDDEN,
+                "Forbidden",
+                "This origin may not open the socket.",
+            )));
+        }
+    }
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|_| {
+        ProblemError::new(Problem::new(
+            StatusCode::BAD_REQUEST,
+            types::ABOUT_BLANK,
+            "Bad Request",
+            "Not a WebSocket upgrade request.",
+        ))
+    })?;
+    let stream = stream.max_frame_size(state.settings.max_frame_bytes);
+    let state = state.get_ref().clone();
+    let events = (state.subscribe)();
+    actix_web::rt::spawn(async move {
+        let settings = state.settings.clone();
+        let gate = DomainGatekeeper { state, origin };
+        let _ = serve(inbound(stream), outbound(session), events, &gate, &settings).await;
+    });
+    Ok(response)
+}
+
+/// Registers `GET /api/v1/ws` (the app mounts it next to the REST routes).
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig<'_>) {
+    cfg.service(notifications_socket);
+}
