@@ -71,7 +71,10 @@ async fn another_users_private_document_is_not_found_on_every_operation() {
 
     let read = app.graphql(&bob, DOCUMENT, json!({"id": id})).await;
     assert_eq!(code(&read), "NOT_FOUND");
-    assert!(read["data"].is_null() || read["data"]["document"].is_null());
+    assert!(
+        read["data"].is_null() || read["data"]["document"].is_null(),
+        "{read}"
+    );
     for (mutation, variables) in [
         (
             "mutation($id: ID!) { updateDocument(id: $id, version: 1, input: {title: \"pwned\"}) { id } }",
@@ -404,4 +407,77 @@ async fn only_single_json_operations_are_accepted() {
         )
         .await;
     assert_eq!(get.status(), 405);
+}
+
+/// Every root field and mutation, with an operation that reaches it. The schema's root fields are
+/// compared with this table, so a new one fails until it is listed — and, listed, is attacked
+/// anonymously below (deny by default, field by field).
+const ROOT_FIELDS: [(&str, &str); 9] = [
+    ("me", "{ me { id } }"),
+    (
+        "document",
+        "{ document(id: \"00000000-0000-4000-8000-000000000000\") { id } }",
+    ),
+    ("documents", "{ documents { edges { node { id } } } }"),
+    ("users", "{ users { nodes { id } } }"),
+    ("auditEvents", "{ auditEvents { nodes { id } } }"),
+    (
+        "createDocument",
+        "mutation { createDocument(input: {title: \"t\", body: \"b\"}) { id } }",
+    ),
+    (
+        "updateDocument",
+        "mutation { updateDocument(id: \"00000000-0000-4000-8000-000000000000\", version: 1, input: {title: \"t\"}) { id } }",
+    ),
+    (
+        "deleteDocument",
+        "mutation { deleteDocument(id: \"00000000-0000-4000-8000-000000000000\") }",
+    ),
+    (
+        "shareDocument",
+        "mutation { shareDocument(id: \"00000000-0000-4000-8000-000000000000\", userId: \"00000000-0000-4000-8000-000000000001\", permission: READ) }",
+    ),
+];
+
+#[test]
+fn the_inventory_lists_every_root_field_of_the_schema() {
+    let sdl = bulwark_transport_graphql::sdl();
+    let mut fields = Vec::new();
+    for root in ["type QueryRoot {", "type MutationRoot {"] {
+        let body = &sdl[sdl.find(root).unwrap() + root.len()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        for line in body.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('"') || !line.contains(':') {
+                continue;
+            }
+            let name = line.split(['(', ':']).next().unwrap().trim();
+            if !name.is_empty() && !line.starts_with("\"\"\"") {
+                fields.push(name.to_owned());
+            }
+        }
+    }
+    fields.sort();
+    let mut listed: Vec<String> = ROOT_FIELDS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    listed.sort();
+    assert_eq!(fields, listed, "every root field must be in ROOT_FIELDS");
+}
+
+#[tokio::test]
+async fn every_root_field_refuses_an_anonymous_caller() {
+    let app = TestApp::spawn().await;
+    for (name, query) in ROOT_FIELDS {
+        let body: Value = app
+            .graphql_as(None, query, json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{name}: {body}");
+    }
+    let documents: i64 = sqlx::query_scalar("select count(*) from documents")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(documents, 0);
 }

@@ -117,6 +117,19 @@ impl TestApp {
         Self::start(config, db).await
     }
 
+    /// A second, independent instance of the service on the same database (its own keys, caches
+    /// and listeners), running until the test ends; returns its base URL. Sign in there to use it.
+    pub async fn second_instance(&self) -> String {
+        let mut config = test_config(&[]);
+        config.database = self.db.settings();
+        let app = Application::build(&config, None)
+            .await
+            .expect("the second instance starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     async fn start(config: Config, db: TestDatabase) -> Self {
         let app = Application::build(&config, Some(probe_routes()))
             .await

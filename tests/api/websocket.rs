@@ -15,6 +15,11 @@ use crate::helpers::{Account, TestApp};
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+async fn socket_at(base: &str) -> Socket {
+    let url = format!("{}/api/v1/ws", base.replacen("http://", "ws://", 1));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
 impl TestApp {
     async fn socket(
         &self,
@@ -235,4 +240,59 @@ async fn a_frame_over_64_kib_closes_with_1009() {
     let huge = json!({"type": "subscribe", "topic": "x".repeat(70 * 1024)});
     let _ = socket.send(Message::Text(huge.to_string().into())).await;
     assert_eq!(closed_with(&mut socket).await, Some(CloseCode::Size));
+}
+
+/// Two instances on one database: a change made through the first reaches a subscriber of the
+/// second (through PostgreSQL `NOTIFY`), and only through the policy.
+#[tokio::test]
+async fn an_update_through_one_instance_reaches_a_subscriber_of_another() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let document = app.document(&ada, "private").await;
+    let id = document["id"].as_str().unwrap();
+
+    let second = app.second_instance().await;
+    let pair: Value = app
+        .client
+        .post(format!("{second}/api/v1/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut socket = socket_at(&second).await;
+    send(
+        &mut socket,
+        json!({"type": "auth", "token": pair["access_token"]}),
+    )
+    .await;
+    assert_eq!(next(&mut socket).await["type"], "ready");
+    assert_eq!(subscribe(&mut socket, id).await["type"], "subscribed");
+
+    let mut version = 1;
+    let event = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let response = app
+                .patch_document(
+                    &ada.access_token,
+                    id,
+                    Some(version),
+                    &json!({"title": "Elsewhere"}),
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            version += 1;
+            if let Ok(Some(Ok(Message::Text(text)))) =
+                tokio::time::timeout(Duration::from_millis(500), socket.next()).await
+            {
+                return serde_json::from_str::<Value>(&text).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the event crossed instances");
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["topic"], format!("document:{id}"));
 }

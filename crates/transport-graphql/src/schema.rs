@@ -600,7 +600,7 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> Result<DocumentObject, async_graphql::Error> {
+    ) -> Result<Option<DocumentObject>, async_graphql::Error> {
         let actor = actor(ctx)?;
         let request = request(ctx)?;
         let view = services(ctx)?
@@ -608,7 +608,7 @@ impl QueryRoot {
             .get(&actor, &request.origin, object_id(&id)?)
             .await
             .map_err(document_error)?;
-        Ok(view.into())
+        Ok(Some(view.into()))
     }
 
     /// The documents the caller may read, newest first.
