@@ -296,3 +296,62 @@ async fn an_update_through_one_instance_reaches_a_subscriber_of_another() {
     assert_eq!(event["type"], "event");
     assert_eq!(event["topic"], format!("document:{id}"));
 }
+
+#[tokio::test]
+async fn a_sixth_socket_of_one_user_is_refused_with_4429() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(app.signed_in_socket(&ada).await);
+    }
+    let mut sixth = app.socket(None).await.unwrap();
+    send(
+        &mut sixth,
+        json!({"type": "auth", "token": ada.access_token}),
+    )
+    .await;
+    assert_eq!(closed_with(&mut sixth).await, Some(CloseCode::from(4429)));
+
+    // Closing one frees its slot.
+    let mut first = open.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut again = None;
+    for _ in 0..40 {
+        let mut socket = app.socket(None).await.unwrap();
+        send(
+            &mut socket,
+            json!({"type": "auth", "token": ada.access_token}),
+        )
+        .await;
+        if let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_secs(2), socket.next()).await
+        {
+            again = Some(text.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.unwrap().contains("ready"));
+}
+
+#[tokio::test]
+async fn a_flood_of_messages_closes_with_1008() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let mut socket = app.signed_in_socket(&ada).await;
+    for _ in 0..40 {
+        if socket
+            .send(Message::Text(
+                r#"{"type":"unsubscribe","topic":"document:00000000-0000-4000-8000-000000000000"}"#
+                    .into(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(closed_with(&mut socket).await, Some(CloseCode::Policy));
+}
