@@ -243,6 +243,8 @@ pub struct StoredApiKey {
     /// When the key was created (the "authentication time" of its requests: never recent enough
     /// for a step-up).
     pub created_at: OffsetDateTime,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// A freshly minted key.

@@ -317,7 +317,11 @@ impl ApiKeyService {
         if !stored.owner_active {
             return Err(ApiKeyRejection::OwnerInactive);
         }
-        if let Err(e) = self.ports.keys.touch(stored.id).await {
+        // Recorded to the minute: a busy key costs no write (and no round trip) on most requests.
+        let recently_used = stored
+            .last_used_at
+            .is_some_and(|at| OffsetDateTime::now_utc() - at < time::Duration::minutes(1));
+        if !recently_used && let Err(e) = self.ports.keys.touch(stored.id).await {
             // Bookkeeping: a failure to note the use must not refuse a valid key.
             tracing::warn!(error = ?e, key_id = %stored.id, "could not record an API key's use");
         }

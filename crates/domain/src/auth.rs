@@ -356,27 +356,52 @@ impl AuthService {
         // With MFA the password is only half: the account's failure count stays until the second
         // factor passes, and wrong codes add to it (see `verify_mfa`), so a stolen password buys a
         // bounded number of guesses at the code, not a fresh five with every login.
-        if self.ports.second_factor.required(user_id).await? {
-            let mfa_token = self.ports.second_factor.challenge(user_id).await?;
-            self.record(
-                event(origin, events::MFA_CHALLENGED, Outcome::Success)?.with_actor(user_id),
-            )
-            .await?;
-            return Ok(SignIn::MfaRequired { mfa_token });
+        if let Some(challenge) = self.challenge_if_required(origin, user_id).await? {
+            return Ok(challenge);
         }
         self.ports
             .throttle
             .clear(account_key)
             .await
             .or_unexpected("throttle clear")?;
+        Ok(SignIn::Session(
+            self.signed_in(origin, user_id, None).await?,
+        ))
+    }
+
+    /// The MFA challenge, when the account has a second factor: what every way in (password,
+    /// provider) answers instead of a session.
+    async fn challenge_if_required(
+        &self,
+        origin: &Origin,
+        user_id: Uuid,
+    ) -> Result<Option<SignIn>, Unexpected> {
+        if !self.ports.second_factor.required(user_id).await? {
+            return Ok(None);
+        }
+        let mfa_token = self.ports.second_factor.challenge(user_id).await?;
+        self.record(event(origin, events::MFA_CHALLENGED, Outcome::Success)?.with_actor(user_id))
+            .await?;
+        Ok(Some(SignIn::MfaRequired { mfa_token }))
+    }
+
+    /// Opens the session of a completed sign-in and audits it (`detail` says how, when not by
+    /// password alone).
+    async fn signed_in(
+        &self,
+        origin: &Origin,
+        user_id: Uuid,
+        detail: Option<AuditDetail>,
+    ) -> Result<TokenPair, Unexpected> {
         let pair = self.open_session(origin, user_id).await?;
-        self.record(
-            event(origin, events::LOGIN, Outcome::Success)?
-                .with_actor(user_id)
-                .with_subject("session", pair.session_id),
-        )
-        .await?;
-        Ok(SignIn::Session(pair))
+        let mut login = event(origin, events::LOGIN, Outcome::Success)?
+            .with_actor(user_id)
+            .with_subject("session", pair.session_id);
+        if let Some(detail) = detail {
+            login = login.with_detail(detail);
+        }
+        self.record(login).await?;
+        Ok(pair)
     }
 
     /// Signs in a user who proved who they are some other way (an identity provider): the second
@@ -387,26 +412,15 @@ impl AuthService {
         user_id: Uuid,
         via: &str,
     ) -> Result<SignIn, Unexpected> {
-        if self.ports.second_factor.required(user_id).await? {
-            let mfa_token = self.ports.second_factor.challenge(user_id).await?;
-            self.record(
-                event(origin, events::MFA_CHALLENGED, Outcome::Success)?.with_actor(user_id),
-            )
-            .await?;
-            return Ok(SignIn::MfaRequired { mfa_token });
+        if let Some(challenge) = self.challenge_if_required(origin, user_id).await? {
+            return Ok(challenge);
         }
-        let pair = self.open_session(origin, user_id).await?;
         let detail = AuditDetail::new()
             .with("via", AuditValue::Text(via.to_owned()))
             .or_unexpected("audit detail")?;
-        self.record(
-            event(origin, events::LOGIN, Outcome::Success)?
-                .with_actor(user_id)
-                .with_subject("session", pair.session_id)
-                .with_detail(detail),
-        )
-        .await?;
-        Ok(SignIn::Session(pair))
+        Ok(SignIn::Session(
+            self.signed_in(origin, user_id, Some(detail)).await?,
+        ))
     }
 
     /// The second step of an MFA sign-in: the challenge token from `login` and a TOTP code or a
@@ -476,7 +490,6 @@ impl AuthService {
             .clear(account_key)
             .await
             .or_unexpected("throttle clear")?;
-        let pair = self.open_session(origin, user_id).await?;
         let detail = AuditDetail::new()
             .with(
                 "second_factor",
@@ -489,13 +502,7 @@ impl AuthService {
                 ),
             )
             .or_unexpected("audit detail")?;
-        self.record(
-            event(origin, events::LOGIN, Outcome::Success)?
-                .with_actor(user_id)
-                .with_subject("session", pair.session_id)
-                .with_detail(detail),
-        )
-        .await?;
+        let pair = self.signed_in(origin, user_id, Some(detail)).await?;
         Ok(pair)
     }
 

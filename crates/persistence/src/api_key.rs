@@ -173,7 +173,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
     async fn find_by_prefix(&self, prefix: &str) -> Result<Option<StoredApiKey>, ApiKeyStoreError> {
         let Some(row) = sqlx::query!(
             r#"
-            select k.id, k.owner_id, k.secret_digest, k.scopes, k.expires_at, k.created_at,
+            select k.id, k.owner_id, k.secret_digest, k.scopes, k.expires_at, k.created_at, k.last_used_at,
                    u.role, (u.locked_at is null and u.deleted_at is null) as "active!",
                    exists (select 1 from mfa_totp m where m.user_id = u.id and m.enabled_at is not null) as "mfa_enabled!"
             from api_keys k
@@ -204,6 +204,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
             owner_active: row.active,
             owner_mfa_enabled: row.mfa_enabled,
             created_at: row.created_at,
+            last_used_at: row.last_used_at,
         }))
     }
 

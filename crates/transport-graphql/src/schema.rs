@@ -326,6 +326,16 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+impl PageInfo {
+    /// A page that continues after `end_cursor` (none: the last page).
+    fn ending_at(end_cursor: Option<String>) -> Self {
+        Self {
+            has_next_page: end_cursor.is_some(),
+            end_cursor,
+        }
+    }
+}
+
 /// A document in a connection.
 #[derive(SimpleObject, Debug)]
 pub struct DocumentEdge {
@@ -383,10 +393,7 @@ async fn document_page(
                 },
             })
             .collect(),
-        page_info: PageInfo {
-            has_next_page: end_cursor.is_some(),
-            end_cursor,
-        },
+        page_info: PageInfo::ending_at(end_cursor),
     })
 }
 
@@ -662,10 +669,7 @@ impl QueryRoot {
                     created_at: timestamp(s.user.created_at),
                 })
                 .collect(),
-            page_info: PageInfo {
-                has_next_page: end_cursor.is_some(),
-                end_cursor,
-            },
+            page_info: PageInfo::ending_at(end_cursor),
         })
     }
 
@@ -704,10 +708,7 @@ impl QueryRoot {
                     request_id: e.request_id,
                 })
                 .collect(),
-            page_info: PageInfo {
-                has_next_page: end_cursor.is_some(),
-                end_cursor,
-            },
+            page_info: PageInfo::ending_at(end_cursor),
         })
     }
 }
