@@ -120,7 +120,12 @@ impl TestApp {
     /// A second, independent instance of the service on the same database (its own keys, caches
     /// and listeners), running until the test ends; returns its base URL. Sign in there to use it.
     pub async fn second_instance(&self) -> String {
-        let mut config = test_config(&[]);
+        self.second_instance_with(&[]).await
+    }
+
+    /// [`second_instance`](Self::second_instance) with some variables overridden.
+    pub async fn second_instance_with(&self, overrides: &[(&str, &str)]) -> String {
+        let mut config = test_config(overrides);
         config.database = self.db.settings();
         let app = Application::build(&config, None)
             .await
@@ -128,6 +133,22 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         address
+    }
+
+    /// Signs in on the instance at `base` (each instance has its own signing keys) and returns
+    /// the access token.
+    pub async fn access_token_at(&self, base: &str, email: &str) -> String {
+        let pair: serde_json::Value = self
+            .client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pair["access_token"].as_str().unwrap().to_owned()
     }
 
     async fn start(config: Config, db: TestDatabase) -> Self {

@@ -25,6 +25,7 @@ mod database;
 mod documents;
 mod errors;
 mod graphql;
+mod graphql_ws;
 mod headers;
 mod health;
 mod helpers;

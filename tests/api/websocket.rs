@@ -355,3 +355,71 @@ async fn a_flood_of_messages_closes_with_1008() {
     }
     assert_eq!(closed_with(&mut socket).await, Some(CloseCode::Policy));
 }
+
+/// A deletion cannot be re-read through the policy (the document and its shares are gone): it is
+/// told to the owner, and to nobody it was merely shared with.
+#[tokio::test]
+async fn a_deletion_reaches_the_owner_and_not_whom_it_was_shared_with() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let bob = app.signed_up("bob@example.com").await;
+    let document = app.document(&ada, "shared").await;
+    let id = document["id"].as_str().unwrap();
+    let response = app
+        .share_document(&ada.access_token, id, &bob.user_id, "read")
+        .await;
+    assert_eq!(response.status(), 201);
+    let mut ada_socket = app.signed_in_socket(&ada).await;
+    let mut bob_socket = app.signed_in_socket(&bob).await;
+    assert_eq!(subscribe(&mut ada_socket, id).await["type"], "subscribed");
+    assert_eq!(subscribe(&mut bob_socket, id).await["type"], "subscribed");
+
+    // Both hear updates (the fan-out is live for both)…
+    let mut version = 1;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let response = app
+                .patch_document(&ada.access_token, id, Some(version), &json!({"title": "v"}))
+                .await;
+            assert_eq!(response.status(), 200);
+            version += 1;
+            if let Ok(Some(Ok(Message::Text(_)))) =
+                tokio::time::timeout(Duration::from_millis(500), bob_socket.next()).await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("Bob heard an update");
+
+    // …but only the owner hears the deletion.
+    assert_eq!(
+        app.delete_document(&ada.access_token, id).await.status(),
+        204
+    );
+    let deleted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = next(&mut ada_socket).await;
+            if event["event"] == "document.deleted" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("Ada heard the deletion");
+    assert_eq!(deleted["topic"], format!("document:{id}"));
+    let heard_by_bob = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            match bob_socket.next().await {
+                Some(Ok(Message::Text(text))) if text.contains("document.deleted") => {
+                    return text.to_string();
+                }
+                Some(Ok(_)) => {}
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+    assert!(heard_by_bob.is_err(), "Bob heard: {heard_by_bob:?}");
+}

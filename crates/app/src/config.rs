@@ -138,10 +138,67 @@ pub struct Config {
     pub oauth: OAuthSettings,
     /// GraphQL limits.
     pub graphql: bulwark_transport_graphql::Limits,
+    /// How live notifications travel between instances.
+    pub fanout: FanoutSettings,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// How live notifications (GraphQL subscriptions, `/api/v1/ws`) reach every instance.
+pub enum FanoutSettings {
+    /// PostgreSQL `LISTEN`/`NOTIFY` on the service's own database (the default: nothing more to run).
+    Postgres,
+    /// Redis pub/sub (`REDIS_URL` set), on this channel.
+    Redis {
+        /// `REDIS_URL`: it may hold a password, so it is a secret and never printed.
+        url: SecretString,
+        /// `REDIS_FANOUT_CHANNEL`: deployments sharing one Redis need different channels.
+        channel: String,
+    },
+}
+
+impl fmt::Debug for FanoutSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Postgres => f.write_str("Postgres"),
+            Self::Redis { channel, .. } => f
+                .debug_struct("Redis")
+                .field("url", &"[REDACTED]")
+                .field("channel", channel)
+                .finish(),
+        }
+    }
+}
+
+/// Reads the fan-out: Redis when `REDIS_URL` is set (checked now, never echoed), else PostgreSQL.
+fn fanout_settings(r: &mut Reader<'_>) -> FanoutSettings {
+    let channel = r
+        .env
+        .get("REDIS_FANOUT_CHANNEL")
+        .unwrap_or("bulwark:document_events")
+        .to_owned();
+    let Some(url) = r.env.get("REDIS_URL").map(str::to_owned) else {
+        return FanoutSettings::Postgres;
+    };
+    match bulwark_persistence::redis_fanout::RedisFanout::new(&url, channel.clone(), 1) {
+        Ok(_) => FanoutSettings::Redis {
+            url: SecretString::from(url),
+            channel,
+        },
+        Err(bulwark_persistence::redis_fanout::RedisFanoutError::EmptyChannel) => {
+            r.fail("REDIS_FANOUT_CHANNEL", "must not be empty");
+            FanoutSettings::Postgres
+        }
+        Err(_) => {
+            r.fail(
+                "REDIS_URL",
+                "must be a redis://[user:password@]host[:port][/db] URL (TLS and unix sockets are not supported)",
+            );
+            FanoutSettings::Postgres
+        }
+    }
 }
 
 /// Passwords, sessions, throttling and account mails.
@@ -524,6 +581,7 @@ impl Config {
         let webhooks = webhook_settings(&mut r, app_env == AppEnv::Development);
         let oauth = oauth_settings(&mut r, production);
         let graphql = graphql_limits(&mut r);
+        let fanout = fanout_settings(&mut r);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -674,6 +732,7 @@ impl Config {
             webhooks,
             oauth,
             graphql,
+            fanout,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,

@@ -33,6 +33,7 @@ use bulwark_persistence::mfa::PgMfaStore;
 use bulwark_persistence::oauth::PgOAuthStore;
 use bulwark_persistence::one_time::PgOneTimeTokenStore;
 use bulwark_persistence::outbox::PgOutbox;
+use bulwark_persistence::redis_fanout::RedisFanout;
 use bulwark_persistence::session::PgSessionStore;
 use bulwark_persistence::throttle::PgLoginThrottle;
 use bulwark_persistence::user::PgUserRepository;
@@ -57,11 +58,54 @@ use utoipa_actix_web::AppExt;
 
 use crate::config::{Config, HttpSettings};
 
-/// Open notification sockets per user and instance.
+/// Open live sockets (`/api/v1/ws` and `/graphql/ws` together) per user and instance.
 const WS_CONNECTIONS_PER_USER: usize = 5;
 
 /// How many notifications a live subscriber may fall behind before it is dropped as too slow.
 const FANOUT_BUFFER: usize = 256;
+
+/// The fan-out of live notifications this instance publishes to and listens on.
+#[derive(Debug, Clone)]
+enum Fanout {
+    Postgres(PgFanout),
+    Redis(RedisFanout),
+}
+
+impl Fanout {
+    fn new(settings: &crate::config::FanoutSettings, pool: &PgPool) -> Result<Self, StartupError> {
+        use secrecy::ExposeSecret;
+        Ok(match settings {
+            crate::config::FanoutSettings::Postgres => {
+                Self::Postgres(PgFanout::new(pool.clone(), FANOUT_BUFFER))
+            }
+            crate::config::FanoutSettings::Redis { url, channel } => Self::Redis(
+                RedisFanout::new(url.expose_secret(), channel.clone(), FANOUT_BUFFER)
+                    .map_err(|_| StartupError::Fanout)?,
+            ),
+        })
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<bulwark_domain::events::Notification> {
+        match self {
+            Self::Postgres(fanout) => fanout.subscribe(),
+            Self::Redis(fanout) => fanout.subscribe(),
+        }
+    }
+
+    fn publisher(&self) -> Arc<dyn bulwark_domain::events::DocumentEvents> {
+        match self {
+            Self::Postgres(fanout) => Arc::new(fanout.clone()),
+            Self::Redis(fanout) => Arc::new(fanout.clone()),
+        }
+    }
+
+    fn spawn_listener(&self) -> tokio::task::JoinHandle<()> {
+        match self {
+            Self::Postgres(fanout) => fanout.spawn_listener(),
+            Self::Redis(fanout) => fanout.spawn_listener(),
+        }
+    }
+}
 
 /// Where the interactive docs live (development only).
 pub const DOCS_PREFIX: &str = "/docs/";
@@ -105,6 +149,9 @@ pub enum StartupError {
     /// `SMTP_URL` cannot be used.
     #[error("cannot set up mail delivery")]
     Smtp(#[source] crate::delivery::SmtpSetupError),
+    /// `REDIS_URL` cannot be used for the fan-out (the configuration checks it first).
+    #[error("cannot set up the Redis fan-out (REDIS_URL)")]
+    Fanout,
     /// The data-encryption keyring cannot seal.
     #[error("cannot set up data encryption")]
     Sealer(#[source] bulwark_domain::sealing::SealError),
@@ -136,10 +183,11 @@ pub struct AppState {
     graphql: web::Data<bulwark_transport_graphql::BulwarkSchema>,
     graphql_limits: web::Data<bulwark_transport_graphql::Limits>,
     socket: web::Data<bulwark_transport_ws::SocketState>,
+    graphql_socket: web::Data<bulwark_transport_graphql::SubscriptionSocket>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
-    fanout: PgFanout,
+    fanout: Fanout,
     outbox: PgOutbox,
     test_routes: Option<TestRoutes>,
 }
@@ -296,7 +344,7 @@ impl AppState {
         .map_err(StartupError::Webhooks)?;
         let flows = Arc::new(PgFlowLimiter::new(pool.clone()));
         // Live notifications between instances (the GraphQL and WebSocket subscribers of issue 6).
-        let fanout = PgFanout::new(pool.clone(), FANOUT_BUFFER);
+        let fanout = Fanout::new(&config.fanout, &pool)?;
         let webhooks = WebhookService::new(
             WebhookPorts {
                 webhooks: Arc::new(PgWebhookRepository::new(pool.clone())),
@@ -320,7 +368,7 @@ impl AppState {
             flow_caps: config.flow_caps,
             events: Arc::new(bulwark_domain::events::Listeners(vec![
                 Arc::new(webhooks.clone()),
-                Arc::new(fanout.clone()),
+                fanout.publisher(),
             ])),
         });
         let audit_reader = audit.clone();
@@ -339,26 +387,39 @@ impl AppState {
             limits: config.quotas,
         };
         let admin = AdminService::new(admin_ports, accounts.clone());
+        let subscribe_to = fanout.clone();
         let graphql = bulwark_transport_graphql::build(
             bulwark_transport_graphql::Services {
                 documents: documents.clone(),
                 accounts: accounts.clone(),
                 admin: admin.clone(),
+                notifications: bulwark_transport_graphql::NotificationSource::new(move || {
+                    subscribe_to.subscribe()
+                }),
             },
             &config.graphql,
             config.env == crate::config::AppEnv::Development,
         );
+        // One count for both sockets: a user's sockets on either endpoint count together.
+        let connections = bulwark_web::connections::ConnectionCounter::new(WS_CONNECTIONS_PER_USER);
+        let graphql_socket = bulwark_transport_graphql::SubscriptionSocket {
+            auth: auth.clone(),
+            connections: connections.clone(),
+            origins: http.cors.clone(),
+            settings: bulwark_transport_graphql::subscriptions::Settings::default(),
+        };
         let subscribe_to = fanout.clone();
         let socket = bulwark_transport_ws::SocketState {
             auth: auth.clone(),
             documents: documents.clone(),
-            connections: bulwark_transport_ws::ConnectionCounter::new(WS_CONNECTIONS_PER_USER),
+            connections,
             subscribe: Arc::new(move || subscribe_to.subscribe()),
             origins: http.cors.clone(),
             settings: bulwark_transport_ws::Settings::default(),
         };
         Ok(Self {
             socket: web::Data::new(socket),
+            graphql_socket: web::Data::new(graphql_socket),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {
@@ -445,6 +506,7 @@ pub fn app(
         .app_data(state.graphql.clone())
         .app_data(state.graphql_limits.clone())
         .app_data(state.socket.clone())
+        .app_data(state.graphql_socket.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(crate::api::routes)

@@ -23,7 +23,7 @@ use crate::document::{
     SharePermission, Tag, UpdateDocumentError, Visibility, parse_tags,
 };
 use crate::error::{OrUnexpected, Unexpected};
-use crate::events::{DocumentChange, DocumentEvent, DocumentEvents};
+use crate::events::{DocumentChange, DocumentEvent, DocumentEvents, Notification, Topic};
 use crate::flow::{Flow, FlowCaps, FlowLimiter};
 use crate::policy::{self, Permission};
 use crate::quota::{PlanLimits, QuotaKind};
@@ -337,6 +337,38 @@ impl DocumentService {
         require_scope(actor, Scope::DocumentsRead)?;
         let (doc, access) = self.load(actor, origin, id, "read").await?;
         Ok(Self::view(access, doc))
+    }
+
+    /// Whether the actor may be told of a live notification, decided now, through the same
+    /// policy as a read. Live transports ask this before *every* event they deliver, so access
+    /// lost after subscribing (unshared, made private, demoted, key scope) stops the events.
+    ///
+    /// Two differences from [`get`](Self::get), both deliberate:
+    /// - A refusal is not audited. The client asked for nothing; an audit row per dropped event
+    ///   would let one busy document fill the log.
+    /// - A deletion cannot be re-read (the document and its shares are gone), so it is told only
+    ///   to whom a deleted document would still answer: its owner, and those who may read every
+    ///   document. Others who could read it learn it from their next read (404), which is what
+    ///   they would see had access been withdrawn instead. Deny when unsure.
+    ///
+    /// Never fails: a lookup error is logged and answers no.
+    pub async fn may_hear(&self, actor: &Actor, notification: &Notification) -> bool {
+        if !actor.has_scope(Scope::DocumentsRead) {
+            return false;
+        }
+        let Topic::Document(id) = notification.topic;
+        if notification.is_deletion() {
+            return actor.user_id == notification.owner_id
+                || policy::allows(actor, Permission::DocumentsReadAny);
+        }
+        match self.ports.documents.find(id).await {
+            Ok(Some(doc)) => DocumentAccess::of(actor, &doc).read,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(error = ?error, "live event check failed; event dropped");
+                false
+            }
+        }
     }
 
     /// A page of the documents the actor may read.

@@ -106,25 +106,51 @@ pub struct Notification {
     pub owner_id: Uuid,
     /// The new version, for updates.
     pub version: Option<i32>,
+    /// For `document.shared`: the user it was shared with (whose own feed hears of it).
+    pub shared_with: Option<Uuid>,
 }
 
 impl Notification {
     /// The notification of a document event.
     #[must_use]
     pub fn of(event: &DocumentEvent) -> Self {
-        let (name, version) = match &event.change {
-            DocumentChange::Updated { version } => ("document.updated", Some(*version)),
-            DocumentChange::Deleted => ("document.deleted", None),
-            DocumentChange::Shared { .. } => ("document.shared", None),
+        let (name, version, shared_with) = match &event.change {
+            DocumentChange::Updated { version } => (UPDATED, Some(*version), None),
+            DocumentChange::Deleted => (DELETED, None, None),
+            DocumentChange::Shared { user_id, .. } => (SHARED, None, Some(*user_id)),
         };
         Self {
             topic: Topic::Document(event.document_id),
             event: name.to_owned(),
             owner_id: event.owner_id,
             version,
+            shared_with,
         }
     }
+
+    /// Whether this is a deletion (which can no longer be re-read: see
+    /// [`DocumentService::may_hear`](crate::documents::DocumentService::may_hear)).
+    #[must_use]
+    pub fn is_deletion(&self) -> bool {
+        self.event == DELETED
+    }
+
+    /// Whether it concerns this user directly: a document they own, or one just shared with them
+    /// (the filter of a personal feed, before the policy is asked).
+    #[must_use]
+    pub fn concerns(&self, user_id: Uuid) -> bool {
+        self.owner_id == user_id || self.shared_with == Some(user_id)
+    }
 }
+
+/// The event names a notification can carry.
+pub const UPDATED: &str = "document.updated";
+/// See [`UPDATED`].
+pub const DELETED: &str = "document.deleted";
+/// See [`UPDATED`].
+pub const SHARED: &str = "document.shared";
+/// Every event name, for adapters that decode notifications from the wire.
+pub const EVENT_NAMES: [&str; 3] = [UPDATED, DELETED, SHARED];
 
 /// Publishes to several listeners (webhooks and the live fan-out), one after the other.
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulwark_domain::events::{DocumentEvent, DocumentEvents, Notification, Topic};
+use bulwark_domain::events::{DocumentEvent, DocumentEvents, EVENT_NAMES, Notification, Topic};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -31,13 +31,15 @@ struct Wire {
     event: String,
     owner_id: Uuid,
     version: Option<i32>,
+    #[serde(default)]
+    shared_with: Option<Uuid>,
 }
 
-const EVENTS: [&str; 3] = ["document.updated", "document.deleted", "document.shared"];
-
-fn decode(payload: &str) -> Option<Notification> {
+/// Reads a notification off the wire; `None` for anything that is not exactly one (shared with
+/// [`crate::redis_fanout`], so both transports speak the same form).
+pub(crate) fn decode(payload: &str) -> Option<Notification> {
     let wire: Wire = serde_json::from_str(payload).ok()?;
-    if !EVENTS.contains(&wire.event.as_str()) {
+    if !EVENT_NAMES.contains(&wire.event.as_str()) {
         return None;
     }
     Some(Notification {
@@ -45,15 +47,18 @@ fn decode(payload: &str) -> Option<Notification> {
         event: wire.event,
         owner_id: wire.owner_id,
         version: wire.version,
+        shared_with: wire.shared_with,
     })
 }
 
-fn encode(notification: &Notification) -> Option<String> {
+/// The wire form of a notification (shared with [`crate::redis_fanout`]).
+pub(crate) fn encode(notification: &Notification) -> Option<String> {
     serde_json::to_string(&Wire {
         topic: notification.topic.to_string(),
         event: notification.event.clone(),
         owner_id: notification.owner_id,
         version: notification.version,
+        shared_with: notification.shared_with,
     })
     .ok()
 }
@@ -143,8 +148,16 @@ mod tests {
             event: "document.updated".to_owned(),
             owner_id: Uuid::from_u128(1),
             version: Some(3),
+            shared_with: None,
         };
-        assert_eq!(decode(&encode(&n).unwrap()), Some(n));
+        assert_eq!(decode(&encode(&n).unwrap()), Some(n.clone()));
+        let shared = Notification {
+            event: "document.shared".to_owned(),
+            version: None,
+            shared_with: Some(Uuid::from_u128(2)),
+            ..n
+        };
+        assert_eq!(decode(&encode(&shared).unwrap()), Some(shared));
         for bad in [
             "",
             "{}",

@@ -34,6 +34,7 @@ pub mod one_time;
 pub mod outbox;
 pub mod pool;
 mod quota;
+pub mod redis_fanout;
 pub mod rotation;
 pub mod session;
 pub mod throttle;

@@ -45,6 +45,7 @@ use std::collections::HashMap;
 
 use async_graphql::Positioned;
 use async_graphql::parser::parse_query;
+pub use async_graphql::parser::types::OperationType;
 use async_graphql::parser::types::{
     DocumentOperations, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
 };
@@ -190,6 +191,28 @@ pub fn check_document(
     operation_name: Option<&str>,
     limits: &Limits,
 ) -> Result<usize, Violation> {
+    check_operation(query, operation_name, limits).map(|checked| checked.cost)
+}
+
+/// What [`check_operation`] found out about the operation that would run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// Its cost (see [`check_document`]).
+    pub cost: usize,
+    /// Query, mutation or subscription.
+    pub kind: OperationType,
+}
+
+/// [`check_document`], also telling which kind of operation would run (the subscription socket
+/// runs subscriptions only).
+///
+/// # Errors
+/// As [`check_document`].
+pub fn check_operation(
+    query: &str,
+    operation_name: Option<&str>,
+    limits: &Limits,
+) -> Result<Checked, Violation> {
     check_source(query, limits)?;
     // The parser's diagnostics stay here: they quote the query back, and a client that needs them
     // can run the query through any GraphQL tool.
@@ -222,7 +245,10 @@ pub fn check_document(
             max: limits.max_complexity,
         });
     }
-    Ok(tally.fields)
+    Ok(Checked {
+        cost: tally.fields,
+        kind: operation.ty,
+    })
 }
 
 /// The operation async-graphql would run, chosen by the same rules it applies.

@@ -49,7 +49,7 @@ fn problem(
 }
 
 /// A GraphQL error response for a request refused before execution.
-fn refused(message: &str) -> async_graphql::Response {
+pub(crate) fn refused(message: &str) -> async_graphql::Response {
     async_graphql::Response::from_errors(vec![
         async_graphql::Error::new(message)
             .extend_with(|_, e| e.set("code", codes::BAD_USER_INPUT))
@@ -59,7 +59,7 @@ fn refused(message: &str) -> async_graphql::Response {
 
 /// Every error carries a code: the executor's own (parse, validation, depth, complexity, variable
 /// coercion) are the client's input.
-fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+pub(crate) fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
     for error in &mut response.errors {
         let has_code = error
             .extensions
@@ -75,26 +75,27 @@ fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response 
     response
 }
 
-async fn run(
-    schema: &BulwarkSchema,
+/// Parses one operation from JSON and passes it through the armour: the executable request and
+/// what the armour found, or the response that refuses it. Shared with the subscription socket.
+pub(crate) fn prepare(
     limits: &Limits,
     context: RequestContext,
     operation: &Value,
-) -> async_graphql::Response {
+) -> Result<(async_graphql::Request, armour::Checked), Box<async_graphql::Response>> {
     let Ok(request) = serde_json::from_value::<GraphqlRequest>(operation.clone()) else {
-        return refused(
+        return Err(Box::new(refused(
             "A GraphQL request is an object with `query`, and optionally `operationName` and `variables`.",
-        );
+        )));
     };
-    let cost =
-        match armour::check_document(&request.query, request.operation_name.as_deref(), limits) {
-            Ok(cost) => cost,
+    let checked =
+        match armour::check_operation(&request.query, request.operation_name.as_deref(), limits) {
+            Ok(checked) => checked,
             Err(violation) => {
                 tracing::info!(%violation, "GraphQL request refused by the armour");
-                return refused(&violation.to_string());
+                return Err(Box::new(refused(&violation.to_string())));
             }
         };
-    tracing::debug!(cost, "GraphQL operation");
+    tracing::debug!(cost = checked.cost, "GraphQL operation");
     let mut executable = async_graphql::Request::new(request.query).data(context);
     if let Some(name) = request.operation_name {
         executable = executable.operation_name(name);
@@ -104,14 +105,30 @@ async fn run(
         Some(variables @ Value::Object(_)) => {
             executable = executable.variables(Variables::from_json(variables));
         }
-        Some(_) => return refused("`variables` is an object."),
+        Some(_) => return Err(Box::new(refused("`variables` is an object."))),
+    }
+    Ok((executable, checked))
+}
+
+async fn run(
+    schema: &BulwarkSchema,
+    limits: &Limits,
+    context: RequestContext,
+    operation: &Value,
+) -> async_graphql::Response {
+    let (executable, checked) = match prepare(limits, context, operation) {
+        Ok(prepared) => prepared,
+        Err(refusal) => return *refusal,
+    };
+    if checked.kind == armour::OperationType::Subscription {
+        return refused("Subscriptions run over the WebSocket at /graphql/ws.");
     }
     let mut response = with_codes(schema.execute(executable).await);
     // The operation's cost (field selections, fragments expanded) is what the rate limits of
     // issue 7 will charge; clients see it too, so they can budget.
     response.extensions.insert(
         "cost".to_owned(),
-        async_graphql::Value::from(u64::try_from(cost).unwrap_or(u64::MAX)),
+        async_graphql::Value::from(u64::try_from(checked.cost).unwrap_or(u64::MAX)),
     );
     response
 }
@@ -216,7 +233,9 @@ pub async fn graphql(
         .body(body))
 }
 
-/// Registers `POST /graphql` (the app mounts it next to the REST routes).
+/// Registers `POST /graphql` and the subscription socket `GET /graphql/ws` (the app mounts them
+/// next to the REST routes).
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig<'_>) {
     cfg.service(graphql);
+    cfg.service(crate::socket::graphql_socket);
 }

@@ -6,8 +6,10 @@
 //! ([`http`]). Resolvers hold no authorisation logic: they pass the request's actor to a service,
 //! which decides, and map its errors to `extensions.code`.
 //!
-//! Subscriptions over `/graphql/ws` (`graphql-transport-ws`) arrive with the WebSocket part of
-//! issue 6.
+//! Subscriptions run over `GET /graphql/ws` ([`socket`]: Origin allowlist and subprotocol at the
+//! upgrade) speaking `graphql-transport-ws` ([`subscriptions`]: written over a generic
+//! Stream/Sink and unit-tested with paused time). The subscription resolvers read the app's
+//! fan-out ([`schema::NotificationSource`]) and ask the document policy before every event.
 //!
 //! **Never imports** a database crate, the security adapters, or another transport: the shared HTTP
 //! needs (actor extraction, problems, client IP) come from `bulwark-web`.
@@ -15,7 +17,10 @@
 pub mod armour;
 pub mod http;
 pub mod schema;
+pub mod socket;
+pub mod subscriptions;
 
 pub use armour::Limits;
 pub use http::routes;
-pub use schema::{BulwarkSchema, Services, build, sdl};
+pub use schema::{BulwarkSchema, NotificationSource, Services, build, sdl};
+pub use socket::SubscriptionSocket;

@@ -11,9 +11,10 @@
 //! are set where it is built ([`build`]), and every list argument multiplies the cost of what it
 //! selects, so a deep or wide query is refused before it runs.
 
+use std::sync::Arc;
+
 use async_graphql::{
-    Context, EmptySubscription, Enum, ErrorExtensions, ID, InputObject, Object, Schema,
-    SimpleObject,
+    Context, Enum, ErrorExtensions, ID, InputObject, Object, Schema, SimpleObject, Subscription,
 };
 use bulwark_domain::account::{AccountError, AccountService};
 use bulwark_domain::admin::{
@@ -26,15 +27,18 @@ use bulwark_domain::documents::{
     encode_cursor,
 };
 use bulwark_domain::error::Unexpected;
+use bulwark_domain::events::{Notification, SHARED, Topic, UPDATED};
 use bulwark_domain::policy;
 use bulwark_domain::user::{FieldViolation, Role as DomainRole, User};
+use futures_util::Stream;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use crate::armour::Limits;
 
 /// The schema type.
-pub type BulwarkSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type BulwarkSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Who is asking, per request (inserted by the HTTP adapter).
 #[derive(Debug, Clone, Default)]
@@ -54,6 +58,32 @@ pub struct Services {
     pub accounts: AccountService,
     /// Administration.
     pub admin: AdminService,
+    /// The live notifications of every instance (the app's fan-out), for subscriptions.
+    pub notifications: NotificationSource,
+}
+
+/// Where a subscription gets the live notifications from: a new receiver of the fan-out per
+/// subscription.
+#[derive(Clone)]
+pub struct NotificationSource(Arc<dyn Fn() -> broadcast::Receiver<Notification> + Send + Sync>);
+
+impl NotificationSource {
+    /// A source calling `subscribe` once per subscription.
+    pub fn new(
+        subscribe: impl Fn() -> broadcast::Receiver<Notification> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(subscribe))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Notification> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for NotificationSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NotificationSource")
+    }
 }
 
 /// Builds the schema with the limits that the executor enforces (depth, complexity) and, outside
@@ -61,7 +91,7 @@ pub struct Services {
 /// for an attacker).
 #[must_use]
 pub fn build(services: Services, limits: &Limits, development: bool) -> BulwarkSchema {
-    let builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(services)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -78,7 +108,7 @@ pub fn build(services: Services, limits: &Limits, development: bool) -> BulwarkS
 /// The SDL checked in at `openapi/schema.graphql` (a test compares them).
 #[must_use]
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .finish()
         .sdl()
 }
@@ -846,5 +876,189 @@ impl MutationRoot {
             .await
             .map_err(document_error)?;
         Ok(true)
+    }
+}
+
+// --- subscriptions ------------------------------------------------------------------------------
+
+/// What happened to a document.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum DocumentChangeKind {
+    /// Its title, body, tags or visibility changed.
+    Updated,
+    /// It was deleted.
+    Deleted,
+    /// It was shared with someone (or a share's permission changed).
+    Shared,
+}
+
+impl DocumentChangeKind {
+    fn of(notification: &Notification) -> Self {
+        match notification.event.as_str() {
+            UPDATED => Self::Updated,
+            SHARED => Self::Shared,
+            _ => Self::Deleted,
+        }
+    }
+}
+
+/// A change of a document you subscribed to: ids only. Read the document itself with
+/// `document(id)`, through the same policy as every read.
+#[derive(SimpleObject, Debug)]
+pub struct DocumentEvent {
+    /// The document.
+    pub document_id: ID,
+    /// What happened.
+    pub kind: DocumentChangeKind,
+    /// Its new version, for updates.
+    pub version: Option<i32>,
+}
+
+/// Why a notification reached you.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum NotificationReason {
+    /// The document is yours.
+    Owner,
+    /// The document was just shared with you.
+    SharedWithYou,
+}
+
+/// Something that happened to one of your documents, or a document shared with you: ids only.
+#[derive(SimpleObject, Debug)]
+#[graphql(name = "Notification")]
+pub struct NotificationObject {
+    /// The document.
+    pub document_id: ID,
+    /// What happened.
+    pub kind: DocumentChangeKind,
+    /// Its new version, for updates.
+    pub version: Option<i32>,
+    /// Why you hear of it.
+    pub reason: NotificationReason,
+}
+
+fn too_slow() -> async_graphql::Error {
+    coded(
+        "This subscription fell behind the events and was ended; subscribe again.",
+        codes::RATE_LIMITED,
+    )
+}
+
+/// The live notifications of a receiver that `decide` lets through, as a subscription stream.
+///
+/// `decide` runs for every notification (the policy is asked again for each event). A receiver
+/// that lags (the client reads more slowly than events arrive) ends the stream with one
+/// `RATE_LIMITED` error instead of buffering: memory per subscription stays bounded.
+fn live<T, F, Fut>(
+    receiver: broadcast::Receiver<Notification>,
+    decide: F,
+) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnMut(Notification) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<T>> + Send,
+{
+    futures_util::stream::unfold(Some((receiver, decide)), |state| async move {
+        let (mut receiver, mut decide) = state?;
+        loop {
+            match receiver.recv().await {
+                Ok(notification) => {
+                    if let Some(item) = decide(notification).await {
+                        return Some((Ok(item), Some((receiver, decide))));
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "GraphQL subscription too slow; ended");
+                    return Some((Err(too_slow()), None));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// The subscription root.
+#[derive(Debug, Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The changes of one document you may read: ids only (`document(id)` reads it). Refused
+    /// with `NOT_FOUND` when you may not read it, like `document(id)`; afterwards every event is
+    /// checked again, so losing access (unshared, made private) stops the events without a word.
+    /// A deletion reaches the owner and those who may read every document.
+    async fn document_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<DocumentEvent>> + use<>>
+    {
+        let actor = actor(ctx)?;
+        let services = services(ctx)?.clone();
+        let origin = request(ctx)?.origin.clone();
+        let id = object_id(&id)?;
+        // Subscribed before the check, so no event between the two is missed.
+        let receiver = services.notifications.subscribe();
+        // The same decision (and the same audit of a refusal) as `document(id)` and REST.
+        services
+            .documents
+            .get(&actor, &origin, id)
+            .await
+            .map_err(document_error)?;
+        let documents = services.documents;
+        Ok(live(receiver, move |notification: Notification| {
+            let documents = documents.clone();
+            async move {
+                if notification.topic != Topic::Document(id)
+                    || !documents.may_hear(&actor, &notification).await
+                {
+                    return None;
+                }
+                Some(DocumentEvent {
+                    document_id: ID(id.to_string()),
+                    kind: DocumentChangeKind::of(&notification),
+                    version: notification.version,
+                })
+            }
+        }))
+    }
+
+    /// Your feed: every change of a document you own, and every document shared with you, each
+    /// checked against the policy before it is delivered. Ids only.
+    async fn my_notifications(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<NotificationObject>> + use<>>
+    {
+        let actor = actor(ctx)?;
+        let services = services(ctx)?.clone();
+        // A key without `documents:read` could never be told anything: refused now, not silently.
+        if !actor.has_scope(bulwark_domain::api_key::Scope::DocumentsRead) {
+            return Err(forbidden());
+        }
+        let receiver = services.notifications.subscribe();
+        let documents = services.documents;
+        Ok(live(receiver, move |notification: Notification| {
+            let documents = documents.clone();
+            async move {
+                if !notification.concerns(actor.user_id)
+                    || !documents.may_hear(&actor, &notification).await
+                {
+                    return None;
+                }
+                let Topic::Document(id) = notification.topic;
+                let reason = if notification.owner_id == actor.user_id {
+                    NotificationReason::Owner
+                } else {
+                    NotificationReason::SharedWithYou
+                };
+                Some(NotificationObject {
+                    document_id: ID(id.to_string()),
+                    kind: DocumentChangeKind::of(&notification),
+                    version: notification.version,
+                    reason,
+                })
+            }
+        }))
     }
 }

@@ -4,7 +4,7 @@
 //! [`notifications`]: authentication by the first message (never a token in the URL), the
 //! connection closed when the access token expires, the per-user connection cap
 //! ([`close::TOO_MANY_CONNECTIONS`], through [`Gatekeeper::admit`], with a ready-made
-//! [`ConnectionCounter`] in [`connections`]), subscriptions authorised through the domain policy
+//! [`ConnectionCounter`], shared with the GraphQL socket, from `bulwark_web::connections`), subscriptions authorised through the domain policy
 //! when made *and* again for every event, heartbeat and idle timeout, and the frame-size,
 //! message-rate and subscription limits — written as one async function, [`serve`], over a
 //! generic `Stream`/`Sink` of frames, so that every rule is unit-tested with in-memory channels
@@ -19,10 +19,9 @@
 //! **Never imports** a database crate, the security adapters, or another transport: tokens,
 //! sessions and the read policy reach the protocol only through [`Gatekeeper`].
 
-pub mod connections;
 pub mod notifications;
 pub mod upgrade;
 
-pub use connections::{ConnectionCounter, ConnectionPermit};
+pub use bulwark_web::connections::{ConnectionCounter, ConnectionPermit};
 pub use notifications::{Authenticated, Gatekeeper, Inbound, Outbound, Settings, close, serve};
 pub use upgrade::{SocketState, routes};

@@ -48,7 +48,7 @@
 //! subscribing, a socket opened yesterday would keep streaming to someone who lost access this
 //! morning. So before each event is delivered the connection asks again whether the session is
 //! still live ([`Gatekeeper::still_live`]: no → close 4401) and whether the actor may still read
-//! the topic ([`Gatekeeper::may_read`], which goes through the same domain policy as REST and
+//! the topic ([`Gatekeeper::may_hear`], which goes through the same domain policy as REST and
 //! GraphQL: no → the event is dropped without a word, so that the drop itself tells nothing).
 //! The heartbeat asks about the session too, so a revoked session is closed within one heartbeat
 //! even when nothing happens. Events carry ids and a version only, never content: a client that
@@ -104,69 +104,22 @@
 //! The Origin check belongs to the caller, at the upgrade, before [`serve`] sees a frame.
 
 use std::any::Any;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bulwark_domain::context::Actor;
 use bulwark_domain::events::{Notification, Topic};
+#[cfg(test)]
+use bulwark_web::socket::FAR_FUTURE;
+pub use bulwark_web::socket::{Authenticated, Inbound, Outbound};
+use bulwark_web::socket::{MIN_HEARTBEAT, RateWindow, deadline, time_left};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
-
-/// A frame from the client, as the transport hands it over.
-///
-/// `Debug` prints sizes, never contents: the first text frame carries an access token.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Inbound {
-    /// A text frame (a whole message: the transport joins continuation frames).
-    Text(String),
-    /// A binary frame (refused: the protocol is JSON text).
-    Binary(Vec<u8>),
-    /// A ping; answered with a pong carrying the same payload.
-    Ping(Vec<u8>),
-    /// A pong (the answer to our heartbeat).
-    Pong(Vec<u8>),
-    /// The client closed the connection.
-    Close,
-    /// The transport saw a frame over the size limit (and did not buffer it).
-    TooLarge,
-}
-
-impl fmt::Debug for Inbound {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Text(text) => write!(f, "Text({} bytes)", text.len()),
-            Self::Binary(bytes) => write!(f, "Binary({} bytes)", bytes.len()),
-            Self::Ping(bytes) => write!(f, "Ping({} bytes)", bytes.len()),
-            Self::Pong(bytes) => write!(f, "Pong({} bytes)", bytes.len()),
-            Self::Close => f.write_str("Close"),
-            Self::TooLarge => f.write_str("TooLarge"),
-        }
-    }
-}
-
-/// A frame for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// A JSON text message.
-    Text(String),
-    /// A heartbeat ping.
-    Ping(Vec<u8>),
-    /// The answer to the client's ping.
-    Pong(Vec<u8>),
-    /// The last frame of the connection.
-    Close {
-        /// The close code (see [`close`]).
-        code: u16,
-        /// A short reason for humans; never anything internal.
-        reason: String,
-    },
-}
 
 /// The close codes of `/api/v1/ws`: the standard ones (RFC 6455 §7.4.1) and, in the 4000–4999
 /// range left to applications, the HTTP status they mirror plus 4000.
@@ -188,17 +141,6 @@ pub mod close {
     pub const AUTH_TIMEOUT: u16 = 4408;
     /// The user already has as many connections as allowed.
     pub const TOO_MANY_CONNECTIONS: u16 = 4429;
-}
-
-/// A token the gatekeeper accepted: whose it is, and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Authenticated {
-    /// The actor the token belongs to.
-    pub actor: Actor,
-    /// When the token stops being valid (its `exp`): the connection closes with 4401 then. A
-    /// credential without an expiry can give a time far in the future; timers are capped at
-    /// thirty years, so no value can overflow.
-    pub expires_at: SystemTime,
 }
 
 /// What the protocol asks of the rest of the application: who a token belongs to, whether that
@@ -229,6 +171,11 @@ pub trait Gatekeeper: Send + Sync {
     /// domain policy each time). A document that does not exist is simply one the actor may not
     /// read: the client cannot tell the two apart.
     async fn may_read(&self, actor: &Actor, topic: &Topic) -> bool;
+
+    /// Whether the actor may be told of this event of a topic it subscribed to, decided again for
+    /// every event (the domain's `DocumentService::may_hear`: the read policy, not audited, and a
+    /// deletion — which cannot be re-read — only for the owner and those who read everything).
+    async fn may_hear(&self, actor: &Actor, notification: &Notification) -> bool;
 }
 
 /// The limits and timers of one connection.
@@ -323,6 +270,15 @@ where
     connection.finish(end, Some(&actor)).await;
     drop(permit);
     Some(actor)
+}
+
+/// The end of the connection if the token expired (`expires` has come).
+fn unexpired(expires: Instant) -> Result<(), End> {
+    if Instant::now() >= expires {
+        Err(End::session_ended())
+    } else {
+        Ok(())
+    }
 }
 
 /// How a connection ends.
@@ -466,19 +422,24 @@ where
             // `select!` picks at random among the branches ready at once, so when the token
             // expires while frames or events are waiting too, the timer could lose a few turns:
             // this makes sure nothing at all is handled once it has expired.
-            if Instant::now() >= expires {
-                return Err(End::session_ended());
-            }
+            // Checked again by each branch once woken: a frame or an event can wake the
+            // `select!` after `expires` but before the expiry's timer has fired.
+            unexpired(expires)?;
             // Every branch is cancel-safe (a frame or an event not taken now is taken next turn),
             // and none is preferred: a busy topic must not starve the client's own messages.
             tokio::select! {
                 frame = inbound.next() => {
+                    unexpired(expires)?;
                     let Some(frame) = frame else { return Err(End::Quietly) };
                     idle.as_mut().reset(deadline(self.settings.idle_timeout));
                     self.on_frame(actor, frame).await?;
                 }
-                received = events.recv() => self.on_event(actor, received).await?,
+                received = events.recv() => {
+                    unexpired(expires)?;
+                    self.on_event(actor, received).await?;
+                }
                 () = &mut heartbeat => {
+                    unexpired(expires)?;
                     heartbeat.as_mut().reset(deadline(heartbeat_every));
                     self.on_heartbeat(actor).await?;
                 }
@@ -571,7 +532,7 @@ where
         if !self.gate.still_live(actor).await {
             return Err(End::session_ended());
         }
-        if !self.gate.may_read(actor, &notification.topic).await {
+        if !self.gate.may_hear(actor, &notification).await {
             // Access was revoked since subscribing. Dropped without a word: an error here would
             // tell the client that something happened to a document it may no longer see.
             return Ok(());
@@ -640,67 +601,6 @@ where
                 }
             }
         }
-    }
-}
-
-/// The shortest heartbeat: a zero period would ping in a tight loop.
-const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// A duration long enough to mean "never" (thirty years), to which timers are clamped.
-const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
-
-/// `now + after`, clamped to [`FAR_FUTURE`]: adding an unbounded configured duration to an
-/// `Instant` could overflow, and overflowing panics.
-fn deadline(after: Duration) -> Instant {
-    let now = Instant::now();
-    // `now + 30 years` cannot overflow a monotonic clock; if it somehow did, the timer fires now,
-    // which closes the connection — the safe side.
-    now.checked_add(after.min(FAR_FUTURE)).unwrap_or(now)
-}
-
-/// How long until `expires_at`, as of the wall-clock time `now`: zero if it has passed (never a
-/// panic, whatever the two times). What is left is turned into a timer by [`deadline`], which
-/// caps it.
-fn time_left(expires_at: SystemTime, now: SystemTime) -> Duration {
-    expires_at.duration_since(now).unwrap_or(Duration::ZERO)
-}
-
-/// The inbound frames of the last second, to enforce "at most N in any one-second window".
-///
-/// Written by hand rather than taken from a rate-limiting crate: it is per connection, in memory,
-/// and a log of at most N instants (20 by default) is exact for *any* window — a fixed window
-/// would let 2N through across a boundary — and small enough to read in full. The limits shared
-/// between connections and instances (per user, per IP) are the rate limiter's, not this.
-#[derive(Debug)]
-struct RateWindow {
-    max: usize,
-    recent: VecDeque<Instant>,
-}
-
-impl RateWindow {
-    const WINDOW: Duration = Duration::from_secs(1);
-
-    fn new(max_per_second: u32) -> Self {
-        Self {
-            max: usize::try_from(max_per_second).unwrap_or(usize::MAX),
-            recent: VecDeque::new(),
-        }
-    }
-
-    /// Records a frame at `now`; false if it is one too many. Holds at most `max` instants.
-    fn admit(&mut self, now: Instant) -> bool {
-        while self
-            .recent
-            .front()
-            .is_some_and(|&at| now.duration_since(at) >= Self::WINDOW)
-        {
-            self.recent.pop_front();
-        }
-        if self.recent.len() >= self.max {
-            return false;
-        }
-        self.recent.push_back(now);
-        true
     }
 }
 
@@ -860,6 +760,10 @@ mod tests {
             self.may_read_calls.fetch_add(1, Ordering::SeqCst);
             self.readable.lock().unwrap().contains(topic)
         }
+
+        async fn may_hear(&self, actor: &Actor, notification: &Notification) -> bool {
+            self.may_read(actor, &notification.topic).await
+        }
     }
 
     /// The client end of a connection whose server end runs [`serve`] in a task.
@@ -953,6 +857,7 @@ mod tests {
                 event: event.to_owned(),
                 owner_id: Uuid::from_u128(0x0BAD),
                 version,
+                shared_with: None,
             };
             self.events.as_ref().unwrap().send(notification).unwrap();
         }

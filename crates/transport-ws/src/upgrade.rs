@@ -8,27 +8,25 @@
 //! authorisation through the document service, limits.
 
 use std::any::Any;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use bulwark_domain::auth::AuthService;
 use bulwark_domain::context::{Actor, Origin};
 use bulwark_domain::documents::DocumentService;
 use bulwark_domain::events::{Notification, Topic};
 use bulwark_web::ProblemError;
-use bulwark_web::cors::CorsPolicy;
+use bulwark_web::cors::{CorsPolicy, socket_origin_refusal};
 use bulwark_web::identity::ClientOrigin;
 use bulwark_web::problem::{Problem, types};
-use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 
-use crate::connections::ConnectionCounter;
-use crate::notifications::{Authenticated, Gatekeeper, Inbound, Outbound, Settings, serve};
+use bulwark_web::connections::ConnectionCounter;
+use bulwark_web::socket::{frames, sink};
+
+use crate::notifications::{Authenticated, Gatekeeper, Settings, serve};
 
 /// Where a connection gets the live notifications from (the fan-out of every instance).
 pub type Subscribe = Arc<dyn Fn() -> broadcast::Receiver<Notification> + Send + Sync>;
@@ -55,15 +53,6 @@ impl std::fmt::Debug for SocketState {
         f.debug_struct("SocketState")
             .field("connections", &self.connections)
             .finish_non_exhaustive()
-    }
-}
-
-impl SocketState {
-    fn origin_allowed(&self, origin: &str) -> bool {
-        match &self.origins {
-            CorsPolicy::AnyOrigin => true,
-            CorsPolicy::AllowList(allowed) => allowed.iter().any(|a| a == origin),
-        }
     }
 }
 
@@ -105,56 +94,10 @@ impl Gatekeeper for DomainGatekeeper {
                 .is_ok(),
         }
     }
-}
 
-/// Frames from actix-ws as the protocol sees them.
-fn inbound(stream: actix_ws::MessageStream) -> Pin<Box<dyn Stream<Item = Inbound>>> {
-    Box::pin(stream.filter_map(|message| async move {
-        match message {
-            Ok(Message::Text(text)) => Some(Inbound::Text(text.to_string())),
-            Ok(Message::Binary(bytes)) => Some(Inbound::Binary(bytes.to_vec())),
-            Ok(Message::Ping(bytes)) => Some(Inbound::Ping(bytes.to_vec())),
-            Ok(Message::Pong(bytes)) => Some(Inbound::Pong(bytes.to_vec())),
-            Ok(Message::Close(_)) => Some(Inbound::Close),
-            // Fragmented frames are not part of this protocol: treated as binary (closed 1008).
-            Ok(Message::Continuation(_)) => Some(Inbound::Binary(Vec::new())),
-            Ok(Message::Nop) => None,
-            Err(ProtocolError::Overflow) => Some(Inbound::TooLarge),
-            Err(_) => Some(Inbound::Close),
-        }
-    }))
-}
-
-/// The session as a sink of the protocol's frames.
-#[derive(Debug)]
-struct Closed;
-
-fn outbound(
-    session: actix_ws::Session,
-) -> Pin<Box<dyn futures_util::Sink<Outbound, Error = Closed>>> {
-    Box::pin(futures_util::sink::unfold(
-        Some(session),
-        |session: Option<actix_ws::Session>, frame: Outbound| async move {
-            let Some(mut session) = session else {
-                return Err(Closed);
-            };
-            match frame {
-                Outbound::Text(text) => session.text(text).await.map_err(|_| Closed)?,
-                Outbound::Ping(bytes) => session.ping(&bytes).await.map_err(|_| Closed)?,
-                Outbound::Pong(bytes) => session.pong(&bytes).await.map_err(|_| Closed)?,
-                Outbound::Close { code, reason } => {
-                    let _ = session
-                        .close(Some(CloseReason {
-                            code: CloseCode::from(code),
-                            description: Some(reason),
-                        }))
-                        .await;
-                    return Ok(None);
-                }
-            }
-            Ok(Some(session))
-        },
-    ))
+    async fn may_hear(&self, actor: &Actor, notification: &Notification) -> bool {
+        self.state.documents.may_hear(actor, notification).await
+    }
 }
 
 /// Open the notifications socket.
@@ -181,17 +124,8 @@ pub async fn notifications_socket(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ProblemError> {
-    if let Some(page) = req.headers().get(header::ORIGIN) {
-        let allowed = page.to_str().is_ok_and(|o| state.origin_allowed(o));
-        if !allowed {
-            tracing::warn!("WebSocket upgrade from a disallowed origin refused");
-            return Err(ProblemError::new(Problem::new(
-                StatusCode::FORBIDDEN,
-                types::FORBIDDEN,
-                "Forbidden",
-                "This origin may not open the socket.",
-            )));
-        }
+    if let Some(refusal) = socket_origin_refusal(&state.origins, &req) {
+        return Err(refusal);
     }
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|_| {
         ProblemError::new(Problem::new(
@@ -207,7 +141,7 @@ pub async fn notifications_socket(
     actix_web::rt::spawn(async move {
         let settings = state.settings.clone();
         let gate = DomainGatekeeper { state, origin };
-        let _ = serve(inbound(stream), outbound(session), events, &gate, &settings).await;
+        let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
     });
     Ok(response)
 }

@@ -20,12 +20,14 @@
 //! arrive as plain values.
 
 pub mod access;
+pub mod connections;
 pub mod cors;
 pub mod extract;
 pub mod identity;
 pub mod middleware;
 pub mod problem;
 pub mod routing;
+pub mod socket;
 
 pub use middleware::request_context::RequestId;
 pub use problem::{FieldError, Problem, ProblemError};

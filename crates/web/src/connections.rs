@@ -1,22 +1,19 @@
-//! The per-user connection cap: a ready-made counter for [`Gatekeeper::admit`].
+//! The per-user connection cap of the live sockets (`/api/v1/ws` and `/graphql/ws` share one
+//! counter, so a user's sockets on both endpoints count together).
 //!
 //! Each open socket costs the server a task, a broadcast receiver and a heartbeat, so one user
-//! (or one stolen token) opening thousands of them is a cheap way to exhaust it. [`serve`] asks
-//! [`Gatekeeper::admit`] for a permit right after authentication and holds it until the
-//! connection is over; without one it closes with [`close::TOO_MANY_CONNECTIONS`] (4429).
+//! (or one stolen token) opening thousands of them is a cheap way to exhaust it. Each socket
+//! protocol asks for a permit right after authentication and holds it until the connection is
+//! over; without one it closes with 4429.
 //!
 //! The permit is a guard, not a number to give back: it is released by being dropped, so every
-//! way a connection can end — [`serve`] returning, its future dropped mid-connection by an
+//! way a connection can end — the protocol returning, its future dropped mid-connection by an
 //! aborted task or a server shutting down, a panic unwinding through it — frees the place. A
 //! count the caller had to decrement by hand would leak a place on every path that forgot to.
 //!
 //! [`ConnectionCounter`] counts the connections of this process. Behind a load balancer with
 //! several instances, a user may hold up to `max_per_user` connections on each of them: the cap
 //! bounds what one user costs one instance, which is what it protects.
-//!
-//! [`Gatekeeper::admit`]: crate::Gatekeeper::admit
-//! [`serve`]: crate::serve
-//! [`close::TOO_MANY_CONNECTIONS`]: crate::close::TOO_MANY_CONNECTIONS
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -28,7 +25,7 @@ use uuid::Uuid;
 /// How many sockets each user has open, with a cap. Cheap to clone: the clones share one count.
 ///
 /// ```
-/// use bulwark_transport_ws::ConnectionCounter;
+/// use bulwark_web::connections::ConnectionCounter;
 /// use uuid::Uuid;
 ///
 /// let counter = ConnectionCounter::new(2);
