@@ -455,6 +455,23 @@ async fn my_notifications_reach_the_owner_and_whom_a_document_is_shared_with() {
         owner["payload"]["data"]["myNotifications"]["reason"],
         "OWNER"
     );
+
+    // A new document of Ada's: Ada hears of it, nobody else.
+    while next_within(&mut ada_socket, Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    while next_within(&mut bob_socket, Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    let created = app.document(&ada, "public").await;
+    let heard = next(&mut ada_socket).await;
+    let notification = &heard["payload"]["data"]["myNotifications"];
+    assert_eq!(notification["kind"], "CREATED");
+    assert_eq!(notification["documentId"], created["id"]);
+    assert_eq!(notification["version"], 1);
+    silent_for(&mut bob_socket, Duration::from_millis(1000)).await;
     silent_for(&mut carol_socket, Duration::from_millis(1000)).await;
 }
 
@@ -487,6 +504,68 @@ async fn logging_out_closes_the_subscription_socket_with_4403() {
             match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
                 Ok(Some(Ok(Message::Close(close)))) => return close.map(|c| c.code),
                 Ok(Some(Ok(Message::Text(text)))) => panic!("delivered after logout: {text}"),
+                Ok(None | Some(Err(_))) => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the socket closed");
+    assert_eq!(code, Some(CloseCode::from(4403)));
+}
+
+/// A socket fixed its actor when it authenticated: a moderator demoted while subscribed to a
+/// document only moderators may read is closed at the next event, never told of it.
+#[tokio::test]
+async fn a_changed_role_ends_the_socket() {
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let mallory = app.signed_up("mallory@example.com").await;
+    let mallory = app.promote(&mallory, "moderator").await;
+    let document = app.document(&ada, "private").await;
+    let id = document["id"].as_str().unwrap();
+    let mut socket = acknowledged(&base(&app), &mallory.access_token).await;
+    start(&mut socket, "1", CHANGED, json!({"id": id})).await;
+    let heard = change_until_heard(&app, &ada, id, &mut socket).await;
+    assert_eq!(heard["type"], "next", "a moderator reads every document");
+
+    sqlx::query("update users set role = 'user' where id = $1::uuid")
+        .bind(&mallory.user_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let now: Value = app
+                .authed(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/documents/{id}"),
+                    &ada.access_token,
+                    None,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            let response = app
+                .patch_document(
+                    &ada.access_token,
+                    id,
+                    now["version"].as_i64(),
+                    &json!({"title": "Demoted"}),
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+                Ok(Some(Ok(Message::Close(close)))) => return close.map(|c| c.code),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    assert_ne!(
+                        message["payload"]["data"]["documentChanged"]["version"],
+                        now["version"].as_i64().unwrap() + 1,
+                        "told of a change after the demotion"
+                    );
+                }
                 Ok(None | Some(Err(_))) => return None,
                 _ => {}
             }

@@ -610,6 +610,38 @@ async fn a_webhook_hears_only_of_its_owners_documents() {
     assert_eq!(body["data"]["document_id"], alices["id"]);
 }
 
+/// `document.created` is delivered for a new document of the owner, and a webhook hears only the
+/// events it subscribed to (the later update is not delivered to it).
+#[tokio::test]
+async fn a_created_document_is_delivered_as_document_created_and_nothing_else_is() {
+    let receiver = Receiver::start(Vec::new()).await;
+    let hosts = StaticHosts::default();
+    hosts.set("receiver.test", vec![ip("127.0.0.1")]);
+    let app = app_with_network(&hosts, true, 1).await;
+    let alice = app.signed_up("alice@example.com").await;
+    let webhook = app
+        .webhook(
+            &alice,
+            &format!("http://receiver.test:{}/hook", receiver.port),
+            &["document.created"],
+        )
+        .await;
+    assert_eq!(webhook["events"], json!(["document.created"]));
+
+    let created = app.document(&alice, "private").await;
+    app.touch(&alice, &created).await;
+    let delivery = app
+        .delivery(&alice, webhook["id"].as_str().unwrap(), true)
+        .await;
+    assert_eq!(delivery["event"], "document.created");
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 1, "only the creation is delivered");
+    let body: Value = serde_json::from_slice(&hits[0].body).unwrap();
+    assert_eq!(body["event"], "document.created");
+    assert_eq!(body["data"]["document_id"], created["id"]);
+    assert_eq!(body["data"]["version"], 1);
+}
+
 /// Fifty registrations at once against a quota of five: exactly five succeed, the rest get
 /// `quota-exceeded`.
 #[tokio::test]

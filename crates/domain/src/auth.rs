@@ -877,14 +877,24 @@ impl AuthService {
         ))
     }
 
-    /// Whether the actor's session is still live and still its user's (a revoked session, a
-    /// locked or deleted account: false). A store that cannot answer answers false: a long-lived
-    /// connection is closed rather than kept open on a guess.
+    /// Whether the actor's session is still live, still its user's, and still acting with the
+    /// role it authenticated with (a revoked session, a locked or deleted account, a changed role
+    /// or MFA requirement: false). A long-lived connection fixed its actor when it authenticated;
+    /// a demoted moderator must not keep reading every document through it, so any change of
+    /// role ends it and the client reconnects as who it is now. A store that cannot answer
+    /// answers false: the connection is closed rather than kept open on a guess.
     pub async fn still_live(&self, actor: &Actor) -> bool {
-        matches!(
-            self.ports.liveness.principal(actor.session_id).await,
-            Ok(Some(principal)) if principal.user_id == actor.user_id
-        )
+        match self.ports.liveness.principal(actor.session_id).await {
+            Ok(Some(principal)) if principal.user_id == actor.user_id => {
+                let (role, _) = effective_role(
+                    principal.role,
+                    principal.mfa_enabled,
+                    self.rules.require_mfa_for_admins,
+                );
+                role == actor.role
+            }
+            _ => false,
+        }
     }
 }
 

@@ -318,6 +318,8 @@ impl DocumentService {
                 }
                 CreateDocumentError::Store(e) => Unexpected::new("document create", e).into(),
             })?;
+        self.publish(document.id, document.owner_id, DocumentChange::Created)
+            .await;
         Ok(DocumentView {
             document,
             shares: Some(Vec::new()),

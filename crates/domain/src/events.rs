@@ -21,6 +21,8 @@ use crate::document::SharePermission;
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocumentChange {
+    /// It was created (version 1).
+    Created,
     /// Its title, body, tags or visibility changed; this is its new version.
     Updated {
         /// The new version.
@@ -100,7 +102,7 @@ impl fmt::Display for Topic {
 pub struct Notification {
     /// The topic it belongs to.
     pub topic: Topic,
-    /// `document.updated`, `document.deleted` or `document.shared`.
+    /// `document.created`, `document.updated`, `document.deleted` or `document.shared`.
     pub event: String,
     /// The document's owner.
     pub owner_id: Uuid,
@@ -115,6 +117,7 @@ impl Notification {
     #[must_use]
     pub fn of(event: &DocumentEvent) -> Self {
         let (name, version, shared_with) = match &event.change {
+            DocumentChange::Created => (CREATED, Some(1), None),
             DocumentChange::Updated { version } => (UPDATED, Some(*version), None),
             DocumentChange::Deleted => (DELETED, None, None),
             DocumentChange::Shared { user_id, .. } => (SHARED, None, Some(*user_id)),
@@ -144,13 +147,15 @@ impl Notification {
 }
 
 /// The event names a notification can carry.
+pub const CREATED: &str = "document.created";
+/// See [`CREATED`].
 pub const UPDATED: &str = "document.updated";
-/// See [`UPDATED`].
+/// See [`CREATED`].
 pub const DELETED: &str = "document.deleted";
-/// See [`UPDATED`].
+/// See [`CREATED`].
 pub const SHARED: &str = "document.shared";
 /// Every event name, for adapters that decode notifications from the wire.
-pub const EVENT_NAMES: [&str; 3] = [UPDATED, DELETED, SHARED];
+pub const EVENT_NAMES: [&str; 4] = [CREATED, UPDATED, DELETED, SHARED];
 
 /// Publishes to several listeners (webhooks and the live fan-out), one after the other.
 #[derive(Debug, Clone, Default)]

@@ -21,6 +21,8 @@ use crate::webhook_target::WebhookUrl;
 /// The events a webhook can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebhookEvent {
+    /// A document was created.
+    DocumentCreated,
     /// A document's title, body, tags or visibility changed.
     DocumentUpdated,
     /// A document was deleted.
@@ -31,7 +33,8 @@ pub enum WebhookEvent {
 
 impl WebhookEvent {
     /// Every event.
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
+        Self::DocumentCreated,
         Self::DocumentUpdated,
         Self::DocumentDeleted,
         Self::DocumentShared,
@@ -41,6 +44,7 @@ impl WebhookEvent {
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::DocumentCreated => "document.created",
             Self::DocumentUpdated => "document.updated",
             Self::DocumentDeleted => "document.deleted",
             Self::DocumentShared => "document.shared",
@@ -59,7 +63,7 @@ impl WebhookEvent {
                 FieldViolation::new(
                     "events",
                     "invalid",
-                    "Events are `document.updated`, `document.deleted` and `document.shared`.",
+                    "Events are `document.created`, `document.updated`, `document.deleted` and `document.shared`.",
                 )
             })
     }

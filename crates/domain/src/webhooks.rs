@@ -65,7 +65,8 @@ const MAX_EVENTS: usize = WebhookEvent::ALL.len();
 pub struct WebhookInput {
     /// Where to deliver.
     pub url: String,
-    /// What to deliver (`document.updated`, `document.deleted`, `document.shared`).
+    /// What to deliver (`document.created`, `document.updated`, `document.deleted`,
+    /// `document.shared`).
     pub events: Vec<String>,
 }
 
@@ -516,6 +517,10 @@ impl WebhookService {
 impl DocumentEvents for WebhookService {
     async fn publish(&self, event: DocumentEvent) {
         let (kind, data) = match &event.change {
+            DocumentChange::Created => (
+                WebhookEvent::DocumentCreated,
+                json!({ "document_id": event.document_id, "version": 1 }),
+            ),
             DocumentChange::Updated { version } => (
                 WebhookEvent::DocumentUpdated,
                 json!({ "document_id": event.document_id, "version": version }),
@@ -641,8 +646,19 @@ mod tests {
             "duplicate"
         );
         assert_eq!(
-            parse_events(&s(&["document.updated"; 4])).unwrap_err().code,
+            parse_events(&s(&["document.updated"; 5])).unwrap_err().code,
             "too_many"
+        );
+        assert_eq!(
+            parse_events(&s(&[
+                "document.created",
+                "document.updated",
+                "document.deleted",
+                "document.shared"
+            ]))
+            .unwrap()
+            .len(),
+            4
         );
         assert_eq!(
             parse_events(&s(&["user.deleted"])).unwrap_err().code,

@@ -238,7 +238,8 @@ async fn the_table_refuses_unknown_empty_or_nested_events_written_by_sql() {
     let owner = user(&db).await;
 
     for events in [
-        "array['document.created']::text[]",
+        "array['document.archived']::text[]",
+        "array['document.created', 'document.updated', 'document.deleted', 'document.shared', 'document.created']::text[]",
         "array['document.updated', 'document.*']::text[]",
         "array[]::text[]",
         "array[null]::text[]",

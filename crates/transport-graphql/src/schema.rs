@@ -27,7 +27,7 @@ use bulwark_domain::documents::{
     encode_cursor,
 };
 use bulwark_domain::error::Unexpected;
-use bulwark_domain::events::{Notification, SHARED, Topic, UPDATED};
+use bulwark_domain::events::{CREATED, Notification, SHARED, Topic, UPDATED};
 use bulwark_domain::policy;
 use bulwark_domain::user::{FieldViolation, Role as DomainRole, User};
 use futures_util::Stream;
@@ -884,6 +884,8 @@ impl MutationRoot {
 /// What happened to a document.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum DocumentChangeKind {
+    /// It was created.
+    Created,
     /// Its title, body, tags or visibility changed.
     Updated,
     /// It was deleted.
@@ -895,6 +897,7 @@ pub enum DocumentChangeKind {
 impl DocumentChangeKind {
     fn of(notification: &Notification) -> Self {
         match notification.event.as_str() {
+            CREATED => Self::Created,
             UPDATED => Self::Updated,
             SHARED => Self::Shared,
             _ => Self::Deleted,

@@ -140,7 +140,8 @@ pub struct CreateWebhookRequest {
     /// `https://` (plain `http://` in development only), at most 2048 bytes, no credentials, no
     /// fragment; the host must resolve only to public addresses.
     pub url: String,
-    /// One to three of `document.updated`, `document.deleted`, `document.shared`, each once.
+    /// One to four of `document.created`, `document.updated`, `document.deleted`,
+    /// `document.shared`, each once.
     pub events: Vec<String>,
 }
 
