@@ -1,7 +1,8 @@
 //! Domain events: what happened to a document, told to whoever listens once the change is stored.
 //!
 //! The document service publishes; today the webhook service listens (it queues deliveries to the
-//! owner's webhooks), and the GraphQL and WebSocket fan-out will listen through the same port.
+//! owner's webhooks) and so does the live fan-out (GraphQL subscriptions and `/api/v1/ws`, through
+//! PostgreSQL or Redis), through the same port.
 //! Events carry ids, not content: a listener that shows something to someone reads it again
 //! through the policy, so an event can never leak what its receiver may not see.
 //!

@@ -14,7 +14,8 @@
 //! upgrade (403, no frame exchanged), actix-ws frames turned into [`Inbound`]/[`Outbound`], and the
 //! [`Gatekeeper`] over the domain services (tokens and sessions from `AuthService`, the read
 //! decision of `DocumentService`). Notifications come from the app's fan-out (PostgreSQL
-//! `LISTEN`/`NOTIFY`, every instance). GraphQL subscriptions (`/graphql/ws`) are still to come.
+//! `LISTEN`/`NOTIFY`, or Redis pub/sub; every instance). GraphQL subscriptions (`/graphql/ws`) are
+//! `bulwark-transport-graphql`'s, written the same way.
 //!
 //! **Never imports** a database crate, the security adapters, or another transport: tokens,
 //! sessions and the read policy reach the protocol only through [`Gatekeeper`].

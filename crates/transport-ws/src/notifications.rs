@@ -2,9 +2,9 @@
 //! any [`Sink`] of [`Outbound`] frames.
 //!
 //! Every security decision of a live connection is taken here, so this is the part that has to be
-//! tested exhaustively, and a real socket is the worst place to do that. The actix upgrade (still
-//! to come) will only translate frames into [`Inbound`] and [`Outbound`] and call [`serve`]; the
-//! tests below drive the same function with in-memory channels and paused time.
+//! tested exhaustively, and a real socket is the worst place to do that. The actix upgrade
+//! ([`crate::upgrade`]) only translates frames into [`Inbound`] and [`Outbound`] and calls
+//! [`serve`]; the tests below drive the same function with in-memory channels and paused time.
 //!
 //! # The conversation
 //!
