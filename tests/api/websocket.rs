@@ -193,6 +193,24 @@ async fn a_forged_token_closes_the_socket_with_4401() {
 }
 
 #[tokio::test]
+async fn no_auth_message_within_ten_seconds_closes_with_4408() {
+    let app = TestApp::spawn().await;
+    let mut socket = app.socket(None).await.unwrap();
+    let started = std::time::Instant::now();
+    // `closed_with` waits up to 10 s per frame: the close comes at 10 s, after nothing else.
+    let code = tokio::time::timeout(Duration::from_secs(15), socket.next())
+        .await
+        .expect("closed in time");
+    match code {
+        Some(Ok(Message::Close(close))) => {
+            assert_eq!(close.map(|c| c.code), Some(CloseCode::from(4408)));
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(9), "closed early");
+}
+
+#[tokio::test]
 async fn logging_out_ends_the_open_socket() {
     let app = TestApp::spawn().await;
     let ada = app.signed_up("ada@example.com").await;

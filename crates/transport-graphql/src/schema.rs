@@ -27,7 +27,7 @@ use bulwark_domain::documents::{
     encode_cursor,
 };
 use bulwark_domain::error::Unexpected;
-use bulwark_domain::events::{CREATED, Notification, SHARED, Topic, UPDATED};
+use bulwark_domain::events::{CREATED, DELETED, Notification, SHARED, Topic, UPDATED};
 use bulwark_domain::policy;
 use bulwark_domain::user::{FieldViolation, Role as DomainRole, User};
 use futures_util::Stream;
@@ -895,12 +895,15 @@ pub enum DocumentChangeKind {
 }
 
 impl DocumentChangeKind {
-    fn of(notification: &Notification) -> Self {
+    /// The kind of a notification (`None` for a name this schema does not know, which the
+    /// fan-out's decoder already refuses: skipped rather than guessed).
+    fn of(notification: &Notification) -> Option<Self> {
         match notification.event.as_str() {
-            CREATED => Self::Created,
-            UPDATED => Self::Updated,
-            SHARED => Self::Shared,
-            _ => Self::Deleted,
+            CREATED => Some(Self::Created),
+            UPDATED => Some(Self::Updated),
+            DELETED => Some(Self::Deleted),
+            SHARED => Some(Self::Shared),
+            _ => None,
         }
     }
 }
@@ -1019,7 +1022,7 @@ impl SubscriptionRoot {
                 }
                 Some(DocumentEvent {
                     document_id: ID(id.to_string()),
-                    kind: DocumentChangeKind::of(&notification),
+                    kind: DocumentChangeKind::of(&notification)?,
                     version: notification.version,
                 })
             }
@@ -1057,7 +1060,7 @@ impl SubscriptionRoot {
                 };
                 Some(NotificationObject {
                     document_id: ID(id.to_string()),
-                    kind: DocumentChangeKind::of(&notification),
+                    kind: DocumentChangeKind::of(&notification)?,
                     version: notification.version,
                     reason,
                 })

@@ -61,7 +61,7 @@ pub enum Outbound {
     Pong(Vec<u8>),
     /// The last frame of the connection.
     Close {
-        /// The close code (see [`close`]).
+        /// The close code (each protocol lists its own in its `close` module).
         code: u16,
         /// A short reason for humans; never anything internal.
         reason: String,
