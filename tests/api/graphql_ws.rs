@@ -282,6 +282,11 @@ async fn queries_and_mutations_do_not_run_over_the_socket() {
         refused["payload"][0]["extensions"]["code"],
         "BAD_USER_INPUT"
     );
+    // Nothing in the query is to blame: no (0-based, hence invalid) location.
+    assert!(
+        refused["payload"][0].get("locations").is_none(),
+        "{refused}"
+    );
 
     start(
         &mut socket,

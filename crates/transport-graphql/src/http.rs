@@ -13,7 +13,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, post, web};
-use async_graphql::{ErrorExtensions, Variables};
+use async_graphql::Variables;
 use bulwark_domain::context::Actor;
 use bulwark_web::ProblemError;
 use bulwark_web::identity::ClientOrigin;
@@ -49,12 +49,14 @@ fn problem(
 }
 
 /// A GraphQL error response for a request refused before execution.
+/// No `locations`: nothing in the query is to blame (GraphQL locations are 1-based, so the
+/// executor's default position, 0:0, would point nowhere).
 pub(crate) fn refused(message: &str) -> async_graphql::Response {
-    async_graphql::Response::from_errors(vec![
-        async_graphql::Error::new(message)
-            .extend_with(|_, e| e.set("code", codes::BAD_USER_INPUT))
-            .into_server_error(async_graphql::Pos::default()),
-    ])
+    let mut error = async_graphql::ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", codes::BAD_USER_INPUT);
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// Every error carries a code: the executor's own (parse, validation, depth, complexity, variable
