@@ -182,8 +182,13 @@ pub async fn graphql_socket(
         limits: *limits.get_ref(),
         origin,
     };
-    actix_web::rt::spawn(async move {
-        let _ = serve(frames(stream), sink(session), &gate, &operations, &settings).await;
-    });
+    // The connection's logs carry the upgrade request's span (its request id).
+    let span = tracing::Span::current();
+    actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move {
+            let _ = serve(frames(stream), sink(session), &gate, &operations, &settings).await;
+        },
+        span,
+    ));
     Ok(response)
 }

@@ -138,11 +138,16 @@ pub async fn notifications_socket(
     let stream = stream.max_frame_size(state.settings.max_frame_bytes);
     let state = state.get_ref().clone();
     let events = (state.subscribe)();
-    actix_web::rt::spawn(async move {
-        let settings = state.settings.clone();
-        let gate = DomainGatekeeper { state, origin };
-        let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
-    });
+    // The connection's logs carry the upgrade request's span (its request id).
+    let span = tracing::Span::current();
+    actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move {
+            let settings = state.settings.clone();
+            let gate = DomainGatekeeper { state, origin };
+            let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
+        },
+        span,
+    ));
     Ok(response)
 }
 
