@@ -19,6 +19,7 @@ mod architecture;
 mod attachments;
 mod audit;
 mod bola;
+mod client_ip;
 mod compose;
 mod cors;
 mod database;

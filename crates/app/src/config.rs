@@ -30,6 +30,7 @@ use bulwark_security::password::{
     Argon2Settings, MIN_ITERATIONS, MIN_MEMORY_KIB, MIN_PEPPER_BYTES,
 };
 use bulwark_security::tokens::{TokenSettings, VerificationKey};
+use bulwark_web::client_ip::{Cidr, ForwardingHeader, TrustedProxies};
 use bulwark_web::cors::CorsPolicy;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
@@ -266,6 +267,9 @@ pub struct HttpSettings {
     pub cors: CorsPolicy,
     /// Serve the interactive API docs at `/docs/`.
     pub docs_ui: bool,
+    /// Our reverse proxies (`TRUSTED_PROXIES`) and the header they set (`CLIENT_IP_HEADER`): the
+    /// client's address is read from that header only when the peer is one of them.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Key material.
@@ -624,6 +628,17 @@ impl Config {
             CorsPolicy::AllowList(Vec::new()),
             parse_cors,
         );
+        let trusted_proxies = r.parse("TRUSTED_PROXIES", Vec::new(), |raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(|c| c.parse::<Cidr>().map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let client_ip_header = r.parse("CLIENT_IP_HEADER", ForwardingHeader::default(), |raw| {
+            raw.parse()
+                .map_err(|()| "must be `x-forwarded-for` or `forwarded`".to_owned())
+        });
         for tls_var in ["TLS_CERT_PATH", "TLS_KEY_PATH"] {
             if env.get(tls_var).is_some() {
                 r.fail(tls_var, "in-process TLS is not supported by this version; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
@@ -711,6 +726,7 @@ impl Config {
                 behind_tls_proxy,
                 cors,
                 docs_ui,
+                trusted_proxies: TrustedProxies::new(trusted_proxies, client_ip_header),
             },
             database: DatabaseSettings {
                 connect,
@@ -1232,6 +1248,56 @@ mod tests {
         assert_eq!(config.http.cors, CorsPolicy::AllowList(vec![]));
         assert!(!config.http.docs_ui);
         assert_eq!(config.database.acquire_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn proxies_and_the_redis_fanout_are_checked_and_never_echo_a_secret() {
+        let trusted = load(&with(
+            with(valid_pairs(), "TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+            "CLIENT_IP_HEADER",
+            "Forwarded",
+        ))
+        .unwrap();
+        assert!(
+            trusted
+                .http
+                .trusted_proxies
+                .trusts(IpAddr::from([10, 1, 2, 3]))
+        );
+        assert!(
+            !trusted
+                .http
+                .trusted_proxies
+                .trusts(IpAddr::from([11, 1, 2, 3]))
+        );
+        assert_eq!(
+            load(&valid_pairs()).unwrap().http.trusted_proxies,
+            TrustedProxies::default(),
+            "nobody is trusted by default"
+        );
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.1/8"),
+            ("TRUSTED_PROXIES", "everyone"),
+            ("CLIENT_IP_HEADER", "x-real-ip"),
+            ("REDIS_URL", "rediss://:hunter2-secret@cache.internal:6380"),
+            ("REDIS_URL", "not a url hunter2-secret"),
+        ] {
+            let problems = load(&with(valid_pairs(), name, value)).unwrap_err();
+            assert_eq!(vars(&problems), [name], "{value}");
+            assert!(!problems[0].message.contains("hunter2"), "{problems:?}");
+        }
+        let redis = load(&with(
+            valid_pairs(),
+            "REDIS_URL",
+            "redis://:hunter2@127.0.0.1:6379",
+        ))
+        .unwrap();
+        assert!(matches!(redis.fanout, FanoutSettings::Redis { .. }));
+        assert!(!format!("{:?}", redis.fanout).contains("hunter2"));
+        assert!(matches!(
+            load(&valid_pairs()).unwrap().fanout,
+            FanoutSettings::Postgres
+        ));
     }
 
     #[test]

@@ -494,6 +494,7 @@ pub fn app(
         .app_data(state.readiness.clone())
         .app_data(state.document.clone())
         .app_data(state.routes.clone())
+        .app_data(web::Data::new(state.http.trusted_proxies.clone()))
         .app_data(state.access.clone())
         .app_data(state.jwks.clone())
         .app_data(state.auth.clone())

@@ -27,11 +27,12 @@ pub const MAX_BEARER_LEN: usize = 4096;
 /// The contract's challenge on every 401 of a protected route (RFC 6750 §3).
 pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 
-/// The request's origin: the TCP peer address, the user agent and the request id.
+/// The request's origin: the client's address, the user agent and the request id.
 ///
-/// Trusted-proxy handling (`X-Forwarded-For` honoured only from configured proxies) arrives with
-/// the rate-limiting issue; until then the peer address is the client, which is the safe default
-/// (a client cannot choose its own address by sending a header).
+/// The address is [`TrustedProxies::client_ip`](crate::client_ip::TrustedProxies::client_ip):
+/// the TCP peer, or the client behind it when the peer is one of `TRUSTED_PROXIES` (the app
+/// registers them as `web::Data<TrustedProxies>`; without them the peer is the client, the safe
+/// default — a client cannot choose its own address by sending a header).
 #[derive(Debug, Clone)]
 pub struct ClientOrigin(pub Origin);
 
@@ -40,7 +41,7 @@ impl ClientOrigin {
     #[must_use]
     pub fn of(req: &HttpRequest) -> Origin {
         Origin {
-            ip: req.peer_addr().map(|a| a.ip()),
+            ip: client_ip(req),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -57,6 +58,17 @@ impl FromRequest for ClientOrigin {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(Ok(Self(Self::of(req))))
+    }
+}
+
+/// The client's address (see [`crate::client_ip`]): the one function every limiter, the audit log
+/// and the session list use.
+#[must_use]
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<actix_web::web::Data<crate::client_ip::TrustedProxies>>() {
+        Some(trusted) => trusted.client_ip(peer, req.headers()),
+        None => peer.map(crate::client_ip::canonical),
     }
 }
 

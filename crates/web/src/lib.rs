@@ -20,6 +20,7 @@
 //! arrive as plain values.
 
 pub mod access;
+pub mod client_ip;
 pub mod connections;
 pub mod cors;
 pub mod extract;

@@ -110,11 +110,20 @@ pub async fn request_context(
         route = tracing::field::Empty,
         path = %req.path(),
         peer = tracing::field::Empty,
+        client_ip = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );
     if let Some(peer) = req.peer_addr() {
         span.record("peer", tracing::field::display(peer.ip()));
+    }
+    // The client behind our proxies, when the peer is one (see `client_ip`).
+    let trusted = req
+        .app_data::<actix_web::web::Data<crate::client_ip::TrustedProxies>>()
+        .map(|data| data.get_ref().clone())
+        .unwrap_or_default();
+    if let Some(client) = trusted.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()) {
+        span.record("client_ip", tracing::field::display(client));
     }
 
     let mut res = match next.call(req).instrument(span.clone()).await {
