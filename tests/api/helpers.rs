@@ -77,6 +77,10 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
         ("PORT", "0"),
         ("HTTP_WORKERS", "1"),
         ("RUST_LOG", "warn"),
+        // The general rate limits are out of the way of tests about something else (which make
+        // hundreds of requests from one address); `rate_limits.rs` sets its own.
+        ("RATE_LIMIT_IP_PER_WINDOW", "1000000"),
+        ("RATE_LIMIT_USER_PER_WINDOW", "1000000"),
     ];
     pairs.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
     pairs.extend_from_slice(overrides);

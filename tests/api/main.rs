@@ -37,6 +37,7 @@ mod mail;
 mod mfa;
 mod oauth;
 mod openapi;
+mod rate_limits;
 mod registration;
 mod rotation;
 mod sessions;

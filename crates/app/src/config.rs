@@ -141,10 +141,39 @@ pub struct Config {
     pub graphql: bulwark_transport_graphql::Limits,
     /// How live notifications travel between instances.
     pub fanout: FanoutSettings,
+    /// The general rate limits.
+    pub rate_limits: RateLimitSettings,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// The general rate limits of every route (GCRA; see `bulwark_web::rate_limit`).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Every request per client IP (`RATE_LIMIT_IP_PER_WINDOW` per `RATE_LIMIT_WINDOW_SECS`).
+    pub ip: bulwark_domain::rate_limit::RatePolicy,
+    /// Authenticated requests per user or API key (`RATE_LIMIT_USER_PER_WINDOW`).
+    pub principal: bulwark_domain::rate_limit::RatePolicy,
+    /// Most keys the in-process limiter remembers (`RATE_LIMIT_MAX_KEYS`).
+    pub max_keys: usize,
+}
+
+/// Reads the general rate limits.
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn rate_limit_settings(r: &mut Reader<'_>) -> RateLimitSettings {
+    use bulwark_domain::rate_limit::RatePolicy;
+    let window = Duration::from_secs(r.number("RATE_LIMIT_WINDOW_SECS", 60, 1..=3600));
+    let ip = r.number("RATE_LIMIT_IP_PER_WINDOW", 600, 1..=1_000_000) as u32;
+    let user = r.number("RATE_LIMIT_USER_PER_WINDOW", 300, 1..=1_000_000) as u32;
+    let max_keys = r.number("RATE_LIMIT_MAX_KEYS", 100_000, 1000..=10_000_000) as usize;
+    RateLimitSettings {
+        ip: RatePolicy::new("ip", ip, window),
+        principal: RatePolicy::new("user", user, window),
+        max_keys,
+    }
 }
 
 /// How live notifications (GraphQL subscriptions, `/api/v1/ws`) reach every instance.
@@ -586,6 +615,7 @@ impl Config {
         let oauth = oauth_settings(&mut r, production);
         let graphql = graphql_limits(&mut r);
         let fanout = fanout_settings(&mut r);
+        let rate_limits = rate_limit_settings(&mut r);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -749,6 +779,7 @@ impl Config {
             oauth,
             graphql,
             fanout,
+            rate_limits,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,

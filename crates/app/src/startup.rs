@@ -184,6 +184,7 @@ pub struct AppState {
     graphql_limits: web::Data<bulwark_transport_graphql::Limits>,
     socket: web::Data<bulwark_transport_ws::SocketState>,
     graphql_socket: web::Data<bulwark_transport_graphql::SubscriptionSocket>,
+    rate_limits: web::Data<bulwark_web::rate_limit::RateLimits>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -420,6 +421,13 @@ impl AppState {
         Ok(Self {
             socket: web::Data::new(socket),
             graphql_socket: web::Data::new(graphql_socket),
+            rate_limits: web::Data::new(bulwark_web::rate_limit::RateLimits {
+                ip: config.rate_limits.ip.clone(),
+                principal: config.rate_limits.principal.clone(),
+                limiter: Arc::new(bulwark_web::rate_limit::LocalRateLimiter::new(
+                    config.rate_limits.max_keys,
+                )),
+            }),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {
@@ -508,6 +516,7 @@ pub fn app(
         .app_data(state.graphql_limits.clone())
         .app_data(state.socket.clone())
         .app_data(state.graphql_socket.clone())
+        .app_data(state.rate_limits.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(crate::api::routes)

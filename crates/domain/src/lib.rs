@@ -60,6 +60,7 @@ pub mod opaque;
 pub mod password;
 pub mod policy;
 pub mod quota;
+pub mod rate_limit;
 pub mod sealing;
 pub mod session;
 pub mod throttle;

@@ -135,6 +135,28 @@ async fn run(
     response
 }
 
+/// Charges the rate limits what the operations cost (a batch: their sum) beyond the 1 the
+/// middleware already took, before anything runs: 100 aliased fields cost 100 requests, not one.
+/// An operation the armour refuses costs nothing more (it will not run).
+async fn charge(
+    req: &HttpRequest,
+    limits: &Limits,
+    operations: &[Value],
+) -> Result<(), ProblemError> {
+    let total: usize = operations
+        .iter()
+        .filter_map(|operation| {
+            let query = operation.get("query")?.as_str()?;
+            let name = operation.get("operationName").and_then(Value::as_str);
+            armour::check_document(query, name, limits).ok()
+        })
+        .fold(0_usize, usize::saturating_add);
+    let extra = u32::try_from(total.saturating_sub(1)).unwrap_or(u32::MAX);
+    bulwark_web::rate_limit::charge(req, extra)
+        .await
+        .map_err(|refusal| *refusal)
+}
+
 /// Run a GraphQL operation.
 ///
 /// The schema is at `openapi/schema.graphql`. Errors travel in `errors` with `extensions.code`
@@ -190,6 +212,7 @@ pub async fn graphql(
     };
     let body = match parsed {
         Value::Object(_) => {
+            charge(&req, &limits, std::slice::from_ref(&parsed)).await?;
             let response = run(&schema, &limits, context, &parsed).await;
             serde_json::to_vec(&response)
         }
@@ -210,6 +233,7 @@ pub async fn graphql(
                     format!("A batch holds 1 to {} operations.", limits.max_batch),
                 ));
             }
+            charge(&req, &limits, &operations).await?;
             let mut responses = Vec::with_capacity(operations.len());
             for operation in &operations {
                 responses.push(run(&schema, &limits, context.clone(), operation).await);

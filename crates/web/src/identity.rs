@@ -173,7 +173,8 @@ pub fn quota_exceeded(kind: bulwark_domain::quota::QuotaKind) -> ProblemError {
 /// 429 with `Retry-After` for a capped flow (too many of something lately).
 #[must_use]
 pub fn rate_limited(retry_after: Duration) -> ProblemError {
-    let seconds = retry_after.as_secs().max(1);
+    // Rounded up: a client that waits exactly this long must be let in.
+    let seconds = bulwark_domain::rate_limit::ceil_secs(retry_after).max(1);
     ProblemError::new(Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         types::RATE_LIMITED,

@@ -27,6 +27,7 @@ pub mod extract;
 pub mod identity;
 pub mod middleware;
 pub mod problem;
+pub mod rate_limit;
 pub mod routing;
 pub mod socket;
 

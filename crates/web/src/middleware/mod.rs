@@ -9,8 +9,10 @@
 //! 5. [`timeout`] — the request deadline;
 //! 6. CORS (see [`crate::cors`]), so its rejections become problems too and preflights never need
 //!    credentials;
-//! 7. access (see [`crate::access`]) — innermost: authentication and function-level authorisation
-//!    per the route's declared access class.
+//! 7. the per-IP rate limit (see [`crate::rate_limit`]), before any authentication work;
+//! 8. access (see [`crate::access`]) — authentication and function-level authorisation per the
+//!    route's declared access class;
+//! 9. the per-user / per-API-key rate limit — innermost, once the caller is known.
 //!
 //! [`install`] applies them in this order so that no caller can get it wrong.
 //!
@@ -61,7 +63,9 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    app.wrap(from_fn(crate::access::enforce))
+    app.wrap(from_fn(crate::rate_limit::per_principal))
+        .wrap(from_fn(crate::access::enforce))
+        .wrap(from_fn(crate::rate_limit::per_ip))
         .wrap(cors)
         .wrap(from_fn(move |req, next| {
             timeout::deadline(request_timeout, req, next)

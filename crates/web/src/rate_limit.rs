@@ -1,0 +1,379 @@
+//! The general rate limits of every route: per client IP before authentication, per user (or API
+//! key) after it. Each is a GCRA policy (`bulwark_domain::rate_limit`); the stricter limits of the
+//! sensitive flows (sign-in, registration, resets) are the services' own.
+//!
+//! - [`per_ip`] runs before the access middleware, so floods of bad tokens, 401s and 404s are
+//!   limited too, and no work is done for them. The key is the client IP of
+//!   [`crate::identity::client_ip`] — a client cannot choose it with a header — with IPv6
+//!   addresses taken by their /64, the block one customer gets.
+//! - [`per_principal`] runs after it, keyed by the user (sessions) or the API key, so one account
+//!   cannot escape its limit from many addresses.
+//!
+//! Neither key holds the path, so `/login/`, `//login`, `/LOGIN` or `;x` variants never reach a
+//! fresh bucket. Every limited response carries the IETF draft headers — `RateLimit-Policy:
+//! "ip";q=600;w=60` and `RateLimit: "ip";r=599;t=1`, one item per policy that applied — and a
+//! refusal is 429 problem+json with `Retry-After`, rounded up so that a client that waits exactly
+//! that long is let in. Health probes are not limited (orchestrators poll them).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use actix_web::HttpMessage;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use async_trait::async_trait;
+use bulwark_domain::context::{Actor, Credential};
+use bulwark_domain::error::Unexpected;
+use bulwark_domain::rate_limit::{Decision, RateLimiter, RatePolicy, gcra};
+
+use crate::ProblemError;
+use crate::identity::rate_limited;
+
+/// `RateLimit-Policy`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The general limits, registered by the app as `web::Data<RateLimits>`.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Every request, per client IP.
+    pub ip: RatePolicy,
+    /// Authenticated requests, per user or API key.
+    pub principal: RatePolicy,
+    /// Where the decisions are taken.
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// The key of a client address: IPv4 as is, IPv6 by its /64.
+#[must_use]
+pub fn ip_key(ip: IpAddr) -> String {
+    match crate::client_ip::canonical(ip) {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// The key of an authenticated caller: its user, or its API key (a key's limit is its own, so a
+/// leaked key cannot starve its owner's sessions).
+#[must_use]
+pub fn principal_key(actor: &Actor) -> String {
+    match actor.credential {
+        Credential::Session => format!("user:{}", actor.user_id),
+        Credential::ApiKey { .. } => format!("key:{}", actor.session_id),
+    }
+}
+
+fn exempt(req: &ServiceRequest) -> bool {
+    req.path().starts_with("/health/")
+}
+
+/// Asks the limiter; a limiter that cannot answer lets the request through (and logs it): the
+/// general limits protect capacity, and refusing everyone because the store is down would turn
+/// an outage of the store into an outage of the API.
+async fn decide(
+    limits: &RateLimits,
+    policy: &RatePolicy,
+    key: &str,
+    cost: u32,
+) -> Option<Decision> {
+    match limits.limiter.check(policy, key, cost).await {
+        Ok(decision) => Some(decision),
+        Err(error) => {
+            tracing::warn!(error = ?error, policy = policy.name, "rate limiter unavailable; request let through");
+            None
+        }
+    }
+}
+
+fn header_value(item: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(item).ok()
+}
+
+/// Adds the headers of one policy's decision to a response.
+fn annotate<B>(res: &mut ServiceResponse<B>, policy: &RatePolicy, decision: &Decision) {
+    let headers = res.headers_mut();
+    if let Some(value) = header_value(&policy.header_item()) {
+        headers.append(RATELIMIT_POLICY, value);
+    }
+    if let Some(value) = header_value(&decision.header_item(policy)) {
+        headers.append(RATELIMIT, value);
+    }
+}
+
+/// The 429 of a refusal under `policy`.
+fn refuse<B>(
+    req: ServiceRequest,
+    policy: &RatePolicy,
+    decision: &Decision,
+) -> ServiceResponse<EitherBody<B>> {
+    tracing::info!(policy = policy.name, "rate limited");
+    let retry = std::time::Duration::from_secs(decision.retry_after_secs());
+    let mut res = req
+        .error_response(rate_limited(retry))
+        .map_into_right_body();
+    annotate(&mut res, policy, decision);
+    res
+}
+
+async fn limited<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+    pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Option<(RatePolicy, String)>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let choice = req
+        .app_data::<web::Data<RateLimits>>()
+        .map(|data| data.get_ref().clone())
+        .and_then(|limits| pick(&req, &limits).map(|(policy, key)| (limits, policy, key)));
+    let Some((limits, policy, key)) = choice else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let Some(decision) = decide(&limits, &policy, &key, 1).await else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    if !decision.allowed {
+        return Ok(refuse(req, &policy, &decision));
+    }
+    let mut res = next.call(req).await?.map_into_left_body();
+    annotate(&mut res, &policy, &decision);
+    Ok(res)
+}
+
+/// Charges a request more than the 1 the middleware took — a GraphQL operation its cost — under
+/// both general policies (the client IP, and the caller if authenticated). The refusal carries
+/// `Retry-After` and the headers of the policy that refused.
+///
+/// # Errors
+/// 429 problem+json when either allowance is used up.
+pub async fn charge(req: &actix_web::HttpRequest, extra: u32) -> Result<(), Box<ProblemError>> {
+    if extra == 0 {
+        return Ok(());
+    }
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>() else {
+        return Ok(());
+    };
+    let mut charges = Vec::with_capacity(2);
+    if let Some(ip) = crate::identity::client_ip(req) {
+        charges.push((limits.ip.clone(), ip_key(ip)));
+    }
+    if let Some(actor) = req.extensions().get::<Actor>().copied() {
+        charges.push((limits.principal.clone(), principal_key(&actor)));
+    }
+    for (policy, key) in charges {
+        let Some(decision) = decide(limits, &policy, &key, extra).await else {
+            continue;
+        };
+        if !decision.allowed {
+            tracing::info!(policy = policy.name, cost = extra, "rate limited by cost");
+            let retry = std::time::Duration::from_secs(decision.retry_after_secs());
+            let mut refusal = rate_limited(retry);
+            if let (Some(p), Some(r)) = (
+                header_value(&policy.header_item()),
+                header_value(&decision.header_item(&policy)),
+            ) {
+                refusal = refusal
+                    .with_header(RATELIMIT_POLICY, p)
+                    .with_header(RATELIMIT, r);
+            }
+            return Err(Box::new(refusal));
+        }
+    }
+    Ok(())
+}
+
+/// The per-IP limit (before authentication).
+///
+/// # Errors
+/// Only what the inner service returns.
+pub async fn per_ip(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    limited(req, next, |req, limits| {
+        if exempt(req) {
+            return None;
+        }
+        let ip = crate::identity::client_ip(req.request())?;
+        Some((limits.ip.clone(), ip_key(ip)))
+    })
+    .await
+}
+
+/// The per-user / per-key limit (after authentication; anonymous requests pass untouched here).
+///
+/// # Errors
+/// Only what the inner service returns.
+pub async fn per_principal(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    limited(req, next, |req, limits| {
+        let actor = req.extensions().get::<Actor>().copied()?;
+        Some((limits.principal.clone(), principal_key(&actor)))
+    })
+    .await
+}
+
+/// The in-process limiter: one GCRA state per key, in memory. Exact for one instance; with
+/// several, each counts alone (use the Redis limiter to share the count).
+///
+/// Memory is bounded: a key whose allowance is whole again holds no information and is dropped
+/// by a sweep that runs whenever the map has doubled since the last one. At `max_keys`, a sweep
+/// runs at most once a second (so a flood cannot make every request pay for one); if the map is
+/// still full, a request under a key not yet remembered is refused rather than remembered — a
+/// flood of fresh keys cannot grow memory without bound.
+#[derive(Debug)]
+pub struct LocalRateLimiter {
+    started: Instant,
+    max_keys: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tats: HashMap<String, u64>,
+    sweep_at: usize,
+    last_sweep: Option<u64>,
+}
+
+impl LocalRateLimiter {
+    /// A limiter remembering at most `max_keys` keys at once.
+    #[must_use]
+    pub fn new(max_keys: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            max_keys: max_keys.max(1),
+            state: Mutex::new(State {
+                tats: HashMap::new(),
+                sweep_at: 1024,
+                last_sweep: None,
+            }),
+        }
+    }
+
+    fn now_micros(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Keys currently remembered (for tests and metrics).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tats
+            .len()
+    }
+
+    /// Whether no key is remembered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The decision at an explicit instant (microseconds since the limiter started).
+    pub fn check_at(&self, policy: &RatePolicy, key: &str, cost: u32, now: u64) -> Decision {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (decision, new_tat) = gcra(policy, state.tats.get(key).copied(), now, cost);
+        if let Some(tat) = new_tat {
+            if !state.tats.contains_key(key) {
+                let full = state.tats.len() >= self.max_keys;
+                let due = state
+                    .last_sweep
+                    .is_none_or(|at| now.saturating_sub(at) >= 1_000_000);
+                if (state.tats.len() >= state.sweep_at && !full) || (full && due) {
+                    state.tats.retain(|_, tat| *tat > now);
+                    state.sweep_at = (state.tats.len() * 2).max(1024);
+                    state.last_sweep = Some(now);
+                }
+                if state.tats.len() >= self.max_keys {
+                    tracing::warn!(keys = self.max_keys, "rate limiter full; request refused");
+                    return Decision {
+                        allowed: false,
+                        remaining: 0,
+                        reset: policy.window,
+                        retry_after: std::time::Duration::from_secs(1),
+                    };
+                }
+            }
+            state.tats.insert(key.to_owned(), tat);
+        }
+        decision
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalRateLimiter {
+    async fn check(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        Ok(self.check_at(policy, key, cost, self.now_micros()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(c));
+        assert_eq!(
+            ip_key("::ffff:203.0.113.7".parse().unwrap()),
+            "ip:203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn the_local_limiter_counts_per_key() {
+        let limiter = LocalRateLimiter::new(100);
+        let policy = RatePolicy::new("t", 2, Duration::from_secs(60));
+        assert!(limiter.check_at(&policy, "a", 1, 0).allowed);
+        assert!(limiter.check_at(&policy, "a", 1, 0).allowed);
+        assert!(!limiter.check_at(&policy, "a", 1, 0).allowed);
+        assert!(
+            limiter.check_at(&policy, "b", 1, 0).allowed,
+            "another key, another bucket"
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_fresh_keys() {
+        let limiter = LocalRateLimiter::new(2000);
+        let policy = RatePolicy::new("t", 10, Duration::from_secs(1));
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if !limiter.check_at(&policy, &format!("k{i}"), 1, 0).allowed {
+                refused += 1;
+            }
+        }
+        assert!(limiter.len() <= 2000, "{}", limiter.len());
+        assert_eq!(refused, 8000, "past the cap, fresh keys are refused");
+        // A second later every bucket is whole again: the sweep frees them all.
+        assert!(limiter.check_at(&policy, "fresh", 1, 2_000_000).allowed);
+        assert!(limiter.len() <= 2, "{}", limiter.len());
+    }
+}

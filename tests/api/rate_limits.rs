@@ -1,0 +1,210 @@
+//! The general rate limits end to end: exactly the quota passes and the next request is refused
+//! with the IETF headers and a `Retry-After` that lets the client in when it has waited; the
+//! allowance comes back; the attacks — rotating `X-Forwarded-For` from an untrusted peer, path
+//! variants, many addresses for one account — never reach a fresh bucket.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response};
+
+use crate::helpers::{TestApp, assert_problem};
+
+const JWKS: &str = "/.well-known/jwks.json";
+
+impl TestApp {
+    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.client.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Vec<&'a str> {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn exactly_the_quota_passes_then_429_with_headers_and_the_allowance_comes_back() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_IP_PER_WINDOW", "5"),
+        ("RATE_LIMIT_WINDOW_SECS", "2"),
+    ])
+    .await;
+    for remaining in (0..5).rev() {
+        let response = app.get_with(JWKS, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "ratelimit-policy"), [r#""ip";q=5;w=2"#]);
+        let limit = header(&response, "ratelimit");
+        assert_eq!(limit.len(), 1);
+        assert!(
+            limit[0].starts_with(&format!(r#""ip";r={remaining};t="#)),
+            "{limit:?}"
+        );
+    }
+    let refused = app.get_with(JWKS, &[]).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "ratelimit-policy"), [r#""ip";q=5;w=2"#]);
+    assert!(header(&refused, "ratelimit")[0].starts_with(r#""ip";r=0;t="#));
+    let retry_after: u64 = header(&refused, "retry-after")[0].parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let problem = assert_problem(refused, 429).await;
+    assert!(
+        problem.type_uri.ends_with("rate-limited"),
+        "{}",
+        problem.type_uri
+    );
+
+    // Waiting exactly Retry-After is enough (it is rounded up, never down).
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(app.get_with(JWKS, &[]).await.status(), 200);
+    // After a whole window the whole quota is back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..5 {
+        assert_eq!(app.get_with(JWKS, &[]).await.status(), 200);
+    }
+    assert_eq!(app.get_with(JWKS, &[]).await.status(), 429);
+}
+
+#[tokio::test]
+async fn headers_and_path_variants_from_an_untrusted_peer_never_reach_a_fresh_bucket() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_IP_PER_WINDOW", "3")]).await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let spoof = format!("198.51.100.{i}");
+        let path = [
+            "/.well-known/jwks.json",
+            "/.well-known/jwks.json/",
+            "//.well-known/jwks.json",
+            "/.WELL-KNOWN/jwks.json",
+            "/.well-known/jwks.json;x",
+            "/.well-known/%6Awks.json",
+        ][i % 6];
+        let response = app
+            .get_with(
+                path,
+                &[
+                    ("x-forwarded-for", &spoof),
+                    ("forwarded", &format!("for={spoof}")),
+                ],
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    let passed = statuses.iter().filter(|s| **s != 429).count();
+    assert_eq!(passed, 3, "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_bucket() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_IP_PER_WINDOW", "2"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let a = [("x-forwarded-for", "203.0.113.1")];
+    let b = [("x-forwarded-for", "203.0.113.2")];
+    assert_eq!(app.get_with(JWKS, &a).await.status(), 200);
+    assert_eq!(app.get_with(JWKS, &a).await.status(), 200);
+    assert_eq!(app.get_with(JWKS, &a).await.status(), 429);
+    // A left-most lie does not make a new client either.
+    let lying = [("x-forwarded-for", "198.51.100.9, 203.0.113.1")];
+    assert_eq!(app.get_with(JWKS, &lying).await.status(), 429);
+    assert_eq!(app.get_with(JWKS, &b).await.status(), 200);
+    // IPv6 clients are counted by their /64.
+    let v6a = [("x-forwarded-for", "2001:db8:1:2::a")];
+    let v6b = [("x-forwarded-for", "2001:db8:1:2:ffff::b")];
+    assert_eq!(app.get_with(JWKS, &v6a).await.status(), 200);
+    assert_eq!(app.get_with(JWKS, &v6b).await.status(), 200);
+    assert_eq!(app.get_with(JWKS, &v6a).await.status(), 429);
+}
+
+#[tokio::test]
+async fn an_account_is_limited_whatever_address_it_comes_from() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_USER_PER_WINDOW", "3"),
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let ada = app.signed_up("ada@example.com").await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for i in 0..5 {
+        let response = app
+            .client
+            .get(app.url("/api/v1/users/me"))
+            .bearer_auth(&ada.access_token)
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    // `signed_up` already read /users/me once.
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let refused = last.unwrap();
+    let policies = header(&refused, "ratelimit-policy");
+    assert!(policies.contains(&r#""user";q=3;w=60"#), "{policies:?}");
+    // Both policies are reported on an allowed response of an authenticated route.
+    let other = app.signed_up("bob@example.com").await;
+    let response = app
+        .authed(Method::GET, "/api/v1/users/me", &other.access_token, None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let policies = header(&response, "ratelimit-policy");
+    assert_eq!(policies.len(), 2, "{policies:?}");
+}
+
+#[tokio::test]
+async fn health_probes_are_not_limited() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_IP_PER_WINDOW", "2")]).await;
+    for _ in 0..10 {
+        let response = app.get_with("/health/live", &[]).await;
+        assert_eq!(response.status(), 200);
+        assert!(header(&response, "ratelimit").is_empty());
+    }
+}
+
+/// A GraphQL operation is charged its cost: 100 aliased fields in one request cost 100, so the
+/// aliases cannot multiply what one request is allowed.
+#[tokio::test]
+async fn a_graphql_operation_is_charged_its_cost() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_USER_PER_WINDOW", "150"),
+        ("GRAPHQL_MAX_ALIASES", "100"),
+        ("GRAPHQL_MAX_ROOT_FIELDS", "100"),
+    ])
+    .await;
+    let ada = app.signed_up("ada@example.com").await;
+    let aliases: String = (0..100).map(|i| format!("a{i}: __typename ")).collect();
+    let query = format!("{{ {aliases} }}");
+    let first = app
+        .graphql_as(Some(&ada.access_token), &query, serde_json::json!({}))
+        .await;
+    assert_eq!(first.status(), 200);
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["extensions"]["cost"], 100, "{body}");
+    // 1 (sign-in's /users/me) + 100 spent of 150: a second such operation does not fit…
+    let second = app
+        .graphql_as(Some(&ada.access_token), &query, serde_json::json!({}))
+        .await;
+    assert_eq!(second.status(), 429);
+    assert!(!header(&second, "retry-after").is_empty());
+    // …but a cheap one still does.
+    let cheap = app
+        .graphql_as(
+            Some(&ada.access_token),
+            "{ me { id } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(cheap.status(), 200);
+}
