@@ -81,6 +81,8 @@ pub fn test_config(overrides: &[(&str, &str)]) -> Config {
         // hundreds of requests from one address); `rate_limits.rs` sets its own.
         ("RATE_LIMIT_IP_PER_WINDOW", "1000000"),
         ("RATE_LIMIT_USER_PER_WINDOW", "1000000"),
+        ("RATE_LIMIT_AUTH_PER_WINDOW", "1000000"),
+        ("RATE_LIMIT_UPGRADE_PER_WINDOW", "1000000"),
     ];
     pairs.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
     pairs.extend_from_slice(overrides);

@@ -208,3 +208,82 @@ async fn a_graphql_operation_is_charged_its_cost() {
         .await;
     assert_eq!(cheap.status(), 200);
 }
+
+#[test]
+fn every_strictly_limited_route_exists() {
+    let doc = serde_json::to_value(bulwark_app::api::openapi()).unwrap();
+    for (route, _) in bulwark_web::rate_limit::STRICT_ROUTES {
+        assert!(
+            doc["paths"].get(route).is_some(),
+            "{route} is not a route: its strict limit would never apply"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_sign_in_route_has_a_stricter_limit_per_address() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_AUTH_PER_WINDOW", "3")]).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = app
+            .login(&format!("nobody{i}@example.com"), "Wrong-Password-123")
+            .await;
+        statuses.push(response.status().as_u16());
+        if i == 4 {
+            let policies = header(&response, "ratelimit-policy");
+            assert!(policies.contains(&r#""auth";q=3;w=60"#), "{policies:?}");
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    // Another sensitive route has its own bucket; an ordinary route is not touched.
+    let refresh = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": "bogus"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(refresh.status(), 429);
+    assert_eq!(app.get_with(JWKS, &[]).await.status(), 200);
+}
+
+#[tokio::test]
+async fn one_accounts_sign_in_is_limited_across_rotating_addresses() {
+    let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    app.signed_up("ada@example.com").await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let response = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(
+                &serde_json::json!({"email": "ada@example.com", "password": "Wrong-Password-123"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let first_refusal = statuses.iter().position(|s| *s == 429).unwrap();
+    assert!(
+        statuses[first_refusal..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn socket_upgrades_have_their_own_limit_per_address() {
+    let app = TestApp::spawn_with(&[("RATE_LIMIT_UPGRADE_PER_WINDOW", "2")]).await;
+    let url = app.url("/api/v1/ws").replacen("http://", "ws://", 1);
+    assert!(tokio_tungstenite::connect_async(&url).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(&url).await.is_ok());
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("a third upgrade was not refused: {:?}", other.map(|_| ())),
+    }
+}

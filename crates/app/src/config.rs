@@ -156,6 +156,10 @@ pub struct RateLimitSettings {
     pub ip: bulwark_domain::rate_limit::RatePolicy,
     /// Authenticated requests per user or API key (`RATE_LIMIT_USER_PER_WINDOW`).
     pub principal: bulwark_domain::rate_limit::RatePolicy,
+    /// Each sign-in and recovery route, per client IP (`RATE_LIMIT_AUTH_PER_WINDOW`).
+    pub auth: bulwark_domain::rate_limit::RatePolicy,
+    /// Each socket upgrade route, per client IP (`RATE_LIMIT_UPGRADE_PER_WINDOW`).
+    pub upgrade: bulwark_domain::rate_limit::RatePolicy,
     /// Most keys the in-process limiter remembers (`RATE_LIMIT_MAX_KEYS`).
     pub max_keys: usize,
 }
@@ -168,10 +172,14 @@ fn rate_limit_settings(r: &mut Reader<'_>) -> RateLimitSettings {
     let window = Duration::from_secs(r.number("RATE_LIMIT_WINDOW_SECS", 60, 1..=3600));
     let ip = r.number("RATE_LIMIT_IP_PER_WINDOW", 600, 1..=1_000_000) as u32;
     let user = r.number("RATE_LIMIT_USER_PER_WINDOW", 300, 1..=1_000_000) as u32;
+    let auth = r.number("RATE_LIMIT_AUTH_PER_WINDOW", 20, 1..=1_000_000) as u32;
+    let upgrade = r.number("RATE_LIMIT_UPGRADE_PER_WINDOW", 30, 1..=1_000_000) as u32;
     let max_keys = r.number("RATE_LIMIT_MAX_KEYS", 100_000, 1000..=10_000_000) as usize;
     RateLimitSettings {
         ip: RatePolicy::new("ip", ip, window),
         principal: RatePolicy::new("user", user, window),
+        auth: RatePolicy::new("auth", auth, window),
+        upgrade: RatePolicy::new("upgrade", upgrade, window),
         max_keys,
     }
 }

@@ -421,13 +421,15 @@ impl AppState {
         Ok(Self {
             socket: web::Data::new(socket),
             graphql_socket: web::Data::new(graphql_socket),
-            rate_limits: web::Data::new(bulwark_web::rate_limit::RateLimits {
-                ip: config.rate_limits.ip.clone(),
-                principal: config.rate_limits.principal.clone(),
-                limiter: Arc::new(bulwark_web::rate_limit::LocalRateLimiter::new(
+            rate_limits: web::Data::new(bulwark_web::rate_limit::RateLimits::new(
+                config.rate_limits.ip.clone(),
+                config.rate_limits.principal.clone(),
+                &config.rate_limits.auth,
+                &config.rate_limits.upgrade,
+                Arc::new(bulwark_web::rate_limit::LocalRateLimiter::new(
                     config.rate_limits.max_keys,
                 )),
-            }),
+            )),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {

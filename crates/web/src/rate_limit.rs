@@ -46,8 +46,73 @@ pub struct RateLimits {
     pub ip: RatePolicy,
     /// Authenticated requests, per user or API key.
     pub principal: RatePolicy,
+    /// Stricter per-IP policies of some routes, by route template (`/api/v1/auth/login`): the
+    /// sensitive flows and the socket upgrades. Each route has its own bucket per client IP, on top
+    /// of the general one; the template (not the raw path) is the key, so no spelling of the
+    /// path reaches a fresh bucket.
+    pub routes: Vec<(&'static str, RatePolicy)>,
     /// Where the decisions are taken.
     pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// The routes limited more strictly per client IP, and which of the two policies applies: the
+/// sign-in and recovery flows (`auth`: each is a password guess, an account probe or a mail sent)
+/// and the socket upgrades (`upgrade`: each holds a task and a connection for minutes).
+pub const STRICT_ROUTES: [(&str, StrictClass); 9] = [
+    ("/api/v1/auth/login", StrictClass::Auth),
+    ("/api/v1/auth/register", StrictClass::Auth),
+    ("/api/v1/auth/password/forgot", StrictClass::Auth),
+    ("/api/v1/auth/password/reset", StrictClass::Auth),
+    ("/api/v1/auth/mfa/verify", StrictClass::Auth),
+    ("/api/v1/auth/refresh", StrictClass::Auth),
+    ("/api/v1/auth/oauth/{provider}/authorize", StrictClass::Auth),
+    ("/api/v1/ws", StrictClass::Upgrade),
+    ("/graphql/ws", StrictClass::Upgrade),
+];
+
+/// Which strict policy a route of [`STRICT_ROUTES`] has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrictClass {
+    /// Sign-in and recovery flows.
+    Auth,
+    /// WebSocket upgrades.
+    Upgrade,
+}
+
+impl RateLimits {
+    /// The limits with [`STRICT_ROUTES`] given these two policies.
+    #[must_use]
+    pub fn new(
+        ip: RatePolicy,
+        principal: RatePolicy,
+        auth: &RatePolicy,
+        upgrade: &RatePolicy,
+        limiter: Arc<dyn RateLimiter>,
+    ) -> Self {
+        let routes = STRICT_ROUTES
+            .iter()
+            .map(|(route, class)| {
+                let policy = match class {
+                    StrictClass::Auth => auth.clone(),
+                    StrictClass::Upgrade => upgrade.clone(),
+                };
+                (*route, policy)
+            })
+            .collect();
+        Self {
+            ip,
+            principal,
+            routes,
+            limiter,
+        }
+    }
+
+    fn strict(&self, pattern: &str) -> Option<&RatePolicy> {
+        self.routes
+            .iter()
+            .find(|(route, _)| *route == pattern)
+            .map(|(_, policy)| policy)
+    }
 }
 
 /// The key of a client address: IPv4 as is, IPv6 by its /64.
@@ -127,29 +192,31 @@ fn refuse<B>(
 async fn limited<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
-    pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Option<(RatePolicy, String)>,
+    pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Vec<(RatePolicy, String)>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let choice = req
+    let Some(limits) = req
         .app_data::<web::Data<RateLimits>>()
         .map(|data| data.get_ref().clone())
-        .and_then(|limits| pick(&req, &limits).map(|(policy, key)| (limits, policy, key)));
-    let Some((limits, policy, key)) = choice else {
+    else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let Some(decision) = decide(&limits, &policy, &key, 1).await else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    if !decision.allowed {
-        return Ok(refuse(req, &policy, &decision));
+    let mut allowed = Vec::new();
+    for (policy, key) in pick(&req, &limits) {
+        let Some(decision) = decide(&limits, &policy, &key, 1).await else {
+            continue;
+        };
+        if !decision.allowed {
+            return Ok(refuse(req, &policy, &decision));
+        }
+        allowed.push((policy, decision));
     }
     let mut res = next.call(req).await?.map_into_left_body();
-    annotate(&mut res, &policy, &decision);
+    for (policy, decision) in &allowed {
+        annotate(&mut res, policy, decision);
+    }
     Ok(res)
 }
 
@@ -204,11 +271,17 @@ pub async fn per_ip(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     limited(req, next, |req, limits| {
-        if exempt(req) {
-            return None;
+        let Some(ip) = crate::identity::client_ip(req.request()).filter(|_| !exempt(req)) else {
+            return Vec::new();
+        };
+        let key = ip_key(ip);
+        let mut checks = vec![(limits.ip.clone(), key.clone())];
+        if let Some(pattern) = req.match_pattern()
+            && let Some(policy) = limits.strict(&pattern)
+        {
+            checks.push((policy.clone(), format!("{}:{pattern}:{key}", policy.name)));
         }
-        let ip = crate::identity::client_ip(req.request())?;
-        Some((limits.ip.clone(), ip_key(ip)))
+        checks
     })
     .await
 }
@@ -222,8 +295,10 @@ pub async fn per_principal(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     limited(req, next, |req, limits| {
-        let actor = req.extensions().get::<Actor>().copied()?;
-        Some((limits.principal.clone(), principal_key(&actor)))
+        req.extensions()
+            .get::<Actor>()
+            .map(|actor| vec![(limits.principal.clone(), principal_key(actor))])
+            .unwrap_or_default()
     })
     .await
 }
