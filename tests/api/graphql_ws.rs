@@ -610,6 +610,7 @@ async fn with_redis_configured_the_events_cross_instances_through_redis() {
     let redis = [
         ("REDIS_URL", "redis://127.0.0.1:6379"),
         ("REDIS_FANOUT_CHANNEL", channel.as_str()),
+        ("REDIS_KEY_PREFIX", channel.as_str()),
     ];
     let app = TestApp::spawn_with(&redis).await;
     let ada = app.signed_up("ada@example.com").await;

@@ -287,3 +287,108 @@ async fn socket_upgrades_have_their_own_limit_per_address() {
         other => panic!("a third upgrade was not refused: {:?}", other.map(|_| ())),
     }
 }
+
+/// A Redis of the test's own, on a free port, killed when dropped.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two instances sharing a Redis allow the limit once between them; when that Redis dies, no
+/// request fails and each instance goes on limiting on its own.
+#[tokio::test]
+async fn instances_sharing_redis_allow_the_limit_once_and_survive_losing_it() {
+    let mut redis = OwnRedis::start();
+    let url = redis.url();
+    let prefix = format!("bulwark-test-{}", uuid::Uuid::new_v4());
+    let overrides = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("REDIS_FANOUT_CHANNEL", prefix.as_str()),
+        ("RATE_LIMIT_IP_PER_WINDOW", "20"),
+    ];
+    let app = TestApp::spawn_with(&overrides).await;
+    let second = app.second_instance_with(&overrides).await;
+    let bases = [app.url(""), second];
+
+    let mut allowed = 0;
+    for i in 0..40 {
+        let response = app
+            .client
+            .get(format!("{}{JWKS}", bases[i % 2]))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(allowed, 20, "two instances together allow the limit once");
+
+    redis.stop();
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(app.get_with(JWKS, &[]).await.status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(passed <= 20, "the local fallback limits too: {statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

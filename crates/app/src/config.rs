@@ -150,7 +150,7 @@ pub struct Config {
 }
 
 /// The general rate limits of every route (GCRA; see `bulwark_web::rate_limit`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RateLimitSettings {
     /// Every request per client IP (`RATE_LIMIT_IP_PER_WINDOW` per `RATE_LIMIT_WINDOW_SECS`).
     pub ip: bulwark_domain::rate_limit::RatePolicy,
@@ -162,6 +162,26 @@ pub struct RateLimitSettings {
     pub upgrade: bulwark_domain::rate_limit::RatePolicy,
     /// Most keys the in-process limiter remembers (`RATE_LIMIT_MAX_KEYS`).
     pub max_keys: usize,
+    /// With `REDIS_URL`: the limits are shared by every instance through Redis (keys under
+    /// `REDIS_KEY_PREFIX`), with the in-process limiter as the fallback.
+    pub shared: Option<SharedLimits>,
+}
+
+/// Where the instances share their rate-limit state.
+pub struct SharedLimits {
+    /// `REDIS_URL` (a secret: it may hold a password).
+    pub url: SecretString,
+    /// `REDIS_KEY_PREFIX`: deployments sharing one Redis need different prefixes.
+    pub prefix: String,
+}
+
+impl fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLimits")
+            .field("url", &"[REDACTED]")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// Reads the general rate limits.
@@ -181,6 +201,15 @@ fn rate_limit_settings(r: &mut Reader<'_>) -> RateLimitSettings {
         auth: RatePolicy::new("auth", auth, window),
         upgrade: RatePolicy::new("upgrade", upgrade, window),
         max_keys,
+        // The URL itself is checked (and refused with a message) by `fanout_settings`.
+        shared: r.env.get("REDIS_URL").map(|url| SharedLimits {
+            url: SecretString::from(url.to_owned()),
+            prefix: r
+                .env
+                .get("REDIS_KEY_PREFIX")
+                .unwrap_or("bulwark")
+                .to_owned(),
+        }),
     }
 }
 

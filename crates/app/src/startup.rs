@@ -107,6 +107,28 @@ impl Fanout {
     }
 }
 
+/// The rate limiter: in process, or shared through Redis with the in-process one as fallback.
+fn rate_limiter(
+    settings: &crate::config::RateLimitSettings,
+) -> Result<Arc<dyn bulwark_domain::rate_limit::RateLimiter>, StartupError> {
+    use bulwark_web::rate_limit::{FallbackLimiter, LocalRateLimiter};
+    use secrecy::ExposeSecret;
+    let local = LocalRateLimiter::new(settings.max_keys);
+    let Some(shared) = &settings.shared else {
+        return Ok(Arc::new(local));
+    };
+    let redis = bulwark_persistence::redis_limiter::RedisRateLimiter::new(
+        shared.url.expose_secret(),
+        shared.prefix.clone(),
+    )
+    .map_err(|_| StartupError::Fanout)?;
+    Ok(Arc::new(FallbackLimiter::new(
+        Arc::new(redis),
+        local,
+        std::time::Duration::from_secs(1),
+    )))
+}
+
 /// Where the interactive docs live (development only).
 pub const DOCS_PREFIX: &str = "/docs/";
 
@@ -149,8 +171,9 @@ pub enum StartupError {
     /// `SMTP_URL` cannot be used.
     #[error("cannot set up mail delivery")]
     Smtp(#[source] crate::delivery::SmtpSetupError),
-    /// `REDIS_URL` cannot be used for the fan-out (the configuration checks it first).
-    #[error("cannot set up the Redis fan-out (REDIS_URL)")]
+    /// `REDIS_URL` (or `REDIS_KEY_PREFIX`) cannot be used for the fan-out or the shared rate
+    /// limits (the configuration checks the URL first).
+    #[error("cannot set up Redis (REDIS_URL, REDIS_KEY_PREFIX)")]
     Fanout,
     /// The data-encryption keyring cannot seal.
     #[error("cannot set up data encryption")]
@@ -426,9 +449,7 @@ impl AppState {
                 config.rate_limits.principal.clone(),
                 &config.rate_limits.auth,
                 &config.rate_limits.upgrade,
-                Arc::new(bulwark_web::rate_limit::LocalRateLimiter::new(
-                    config.rate_limits.max_keys,
-                )),
+                rate_limiter(&config.rate_limits)?,
             )),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),

@@ -46,7 +46,7 @@ impl RatePolicy {
     /// The time one unit of cost takes to drain, in microseconds (at least 1).
     #[must_use]
     pub fn interval_micros(&self) -> u64 {
-        (micros(self.window) / u64::from(self.quota)).max(1)
+        (micros(self.window) / u64::from(self.quota.max(1))).max(1)
     }
 
     /// The `RateLimit-Policy` item: `"ip";q=600;w=60`.

@@ -35,6 +35,7 @@ pub mod outbox;
 pub mod pool;
 mod quota;
 pub mod redis_fanout;
+pub mod redis_limiter;
 pub mod rotation;
 pub mod session;
 pub mod throttle;

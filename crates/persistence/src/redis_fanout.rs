@@ -64,6 +64,28 @@ pub enum RedisFanoutError {
     EmptyChannel,
 }
 
+/// Why a URL is not one this crate's Redis adapters take (neither variant holds the URL).
+#[derive(Debug)]
+pub(crate) enum UrlProblem {
+    /// It does not parse as a Redis URL.
+    Invalid(RedisError),
+    /// A TLS (`rediss://`), unix-socket or RESP3 URL.
+    Unsupported,
+}
+
+/// A client for `url`, which must be a plain `redis://` URL over TCP with the default protocol
+/// (RESP2) — the rule every Redis adapter of this crate shares. Parses only: no network I/O.
+pub(crate) fn plain_client(url: &str) -> Result<redis::Client, UrlProblem> {
+    let client = redis::Client::open(url).map_err(UrlProblem::Invalid)?;
+    let info = client.get_connection_info();
+    if !matches!(info.addr(), ConnectionAddr::Tcp(..))
+        || info.redis_settings().protocol() != ProtocolVersion::RESP2
+    {
+        return Err(UrlProblem::Unsupported);
+    }
+    Ok(client)
+}
+
 /// Why the listener stopped (it then reconnects).
 #[derive(Debug, thiserror::Error)]
 enum ListenError {
@@ -118,13 +140,10 @@ impl RedisFanout {
         if channel.is_empty() {
             return Err(RedisFanoutError::EmptyChannel);
         }
-        let client = redis::Client::open(url).map_err(RedisFanoutError::InvalidUrl)?;
-        let info = client.get_connection_info();
-        if !matches!(info.addr(), ConnectionAddr::Tcp(..))
-            || info.redis_settings().protocol() != ProtocolVersion::RESP2
-        {
-            return Err(RedisFanoutError::UnsupportedUrl);
-        }
+        let client = plain_client(url).map_err(|problem| match problem {
+            UrlProblem::Invalid(error) => RedisFanoutError::InvalidUrl(error),
+            UrlProblem::Unsupported => RedisFanoutError::UnsupportedUrl,
+        })?;
         let (local, _) = broadcast::channel(capacity.max(1));
         Ok(Self {
             client,

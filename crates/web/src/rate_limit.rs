@@ -403,11 +403,181 @@ impl RateLimiter for LocalRateLimiter {
     }
 }
 
+/// A shared limiter (Redis) with the in-process one behind it: when the shared store cannot
+/// answer, decisions are taken locally — requests never get a 5xx because of the limiter, and the
+/// limits (the sign-in ones included) stay enforced, per instance, until it is back. The switch
+/// and the recovery are logged once each, and counted ([`FallbackLimiter::fallbacks`]).
+///
+/// After a failure the shared store is asked again at most once per `retry_every`, so an outage
+/// does not add the store's timeout to every request.
+#[derive(Debug)]
+pub struct FallbackLimiter {
+    shared: Arc<dyn RateLimiter>,
+    local: LocalRateLimiter,
+    retry_every: std::time::Duration,
+    down_since: Mutex<Option<Instant>>,
+    fallbacks: std::sync::atomic::AtomicU64,
+}
+
+impl FallbackLimiter {
+    /// `shared` first; `local` when it fails, retrying `shared` every `retry_every`.
+    #[must_use]
+    pub fn new(
+        shared: Arc<dyn RateLimiter>,
+        local: LocalRateLimiter,
+        retry_every: std::time::Duration,
+    ) -> Self {
+        Self {
+            shared,
+            local,
+            retry_every,
+            down_since: Mutex::new(None),
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Decisions taken locally because the shared store could not answer.
+    #[must_use]
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn shared_due(&self) -> bool {
+        let down = self
+            .down_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        down.is_none_or(|since| since.elapsed() >= self.retry_every)
+    }
+
+    async fn locally(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        self.fallbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.local.check(policy, key, cost).await
+    }
+}
+
+#[async_trait]
+impl RateLimiter for FallbackLimiter {
+    async fn check(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        if !self.shared_due() {
+            return self.locally(policy, key, cost).await;
+        }
+        match self.shared.check(policy, key, cost).await {
+            Ok(decision) => {
+                let was_down = self
+                    .down_since
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if was_down.is_some() {
+                    tracing::info!("shared rate limiter is back; decisions are shared again");
+                }
+                Ok(decision)
+            }
+            Err(error) => {
+                let first = {
+                    let mut down = self
+                        .down_since
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    let first = down.is_none();
+                    *down = Some(Instant::now());
+                    first
+                };
+                if first {
+                    tracing::warn!(error = ?error, "shared rate limiter unavailable; limiting in process until it is back");
+                }
+                self.locally(policy, key, cost).await
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// A shared store that fails while `down` is set, and counts the calls it gets.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        down: std::sync::atomic::AtomicBool,
+        calls: std::sync::atomic::AtomicUsize,
+        inner: Mutex<Option<LocalRateLimiter>>,
+    }
+
+    #[async_trait]
+    impl RateLimiter for Flaky {
+        async fn check(
+            &self,
+            policy: &RatePolicy,
+            key: &str,
+            cost: u32,
+        ) -> Result<Decision, Unexpected> {
+            use std::sync::atomic::Ordering;
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Unexpected::new("flaky", std::io::Error::other("down")));
+            }
+            let mut inner = self.inner.lock().unwrap();
+            let limiter = inner.get_or_insert_with(|| LocalRateLimiter::new(1000));
+            Ok(limiter.check_at(policy, key, cost, 0))
+        }
+    }
+
+    #[tokio::test]
+    async fn when_the_shared_store_fails_the_limits_hold_locally_and_it_is_used_again_once_back() {
+        use std::sync::atomic::Ordering;
+        let shared = Arc::new(Flaky::default());
+        let limiter =
+            FallbackLimiter::new(shared.clone(), LocalRateLimiter::new(1000), Duration::ZERO);
+        let policy = RatePolicy::new("t", 2, Duration::from_secs(60));
+        assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        shared.down.store(true, Ordering::SeqCst);
+        // Locally: a fresh bucket, but a bucket all the same — the third is refused.
+        assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        assert!(!limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        assert_eq!(limiter.fallbacks(), 3);
+        shared.down.store(false, Ordering::SeqCst);
+        // Back: the shared store's own count (one used) decides again.
+        assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        assert!(!limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        assert_eq!(limiter.fallbacks(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_not_retried_on_every_request() {
+        use std::sync::atomic::Ordering;
+        let shared = Arc::new(Flaky::default());
+        shared.down.store(true, Ordering::SeqCst);
+        let limiter = FallbackLimiter::new(
+            shared.clone(),
+            LocalRateLimiter::new(1000),
+            Duration::from_secs(3600),
+        );
+        let policy = RatePolicy::new("t", 100, Duration::from_secs(60));
+        for _ in 0..10 {
+            assert!(limiter.check(&policy, "k", 1).await.unwrap().allowed);
+        }
+        assert_eq!(
+            shared.calls.load(Ordering::SeqCst),
+            1,
+            "asked once, then not for an hour"
+        );
+    }
 
     #[test]
     fn ipv6_addresses_share_their_64_and_mapped_ipv4_is_ipv4() {
