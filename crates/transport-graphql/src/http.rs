@@ -112,13 +112,12 @@ pub(crate) fn prepare(
     Ok((executable, checked))
 }
 
-async fn run(
-    schema: &BulwarkSchema,
-    limits: &Limits,
-    context: RequestContext,
-    operation: &Value,
-) -> async_graphql::Response {
-    let (executable, checked) = match prepare(limits, context, operation) {
+/// An operation parsed and through the armour, or the response that refuses it.
+type Prepared = Result<(async_graphql::Request, armour::Checked), Box<async_graphql::Response>>;
+
+/// Runs a prepared operation (or answers its refusal), with its cost in `extensions.cost`.
+async fn run(schema: &BulwarkSchema, prepared: Prepared) -> async_graphql::Response {
+    let (executable, checked) = match prepared {
         Ok(prepared) => prepared,
         Err(refusal) => return *refusal,
     };
@@ -126,8 +125,8 @@ async fn run(
         return refused("Subscriptions run over the WebSocket at /graphql/ws.");
     }
     let mut response = with_codes(schema.execute(executable).await);
-    // The operation's cost (field selections, fragments expanded) is what the rate limits of
-    // issue 7 will charge; clients see it too, so they can budget.
+    // The operation's cost (field selections, fragments expanded) is what the rate limits charge;
+    // clients see it too, so they can budget.
     response.extensions.insert(
         "cost".to_owned(),
         async_graphql::Value::from(u64::try_from(checked.cost).unwrap_or(u64::MAX)),
@@ -135,26 +134,35 @@ async fn run(
     response
 }
 
-/// Charges the rate limits what the operations cost (a batch: their sum) beyond the 1 the
-/// middleware already took, before anything runs: 100 aliased fields cost 100 requests, not one.
-/// An operation the armour refuses costs nothing more (it will not run).
-async fn charge(
+/// Prepares every operation once, charges the rate limits what they cost together (a batch: the
+/// sum) beyond the 1 the middleware already took — before anything runs: 100 aliased fields cost
+/// 100 requests, not one; an operation the armour refuses costs nothing more, as it will not run
+/// — then runs them in order.
+async fn run_all(
     req: &HttpRequest,
+    schema: &BulwarkSchema,
     limits: &Limits,
+    context: &RequestContext,
     operations: &[Value],
-) -> Result<(), ProblemError> {
-    let total: usize = operations
+) -> Result<Vec<async_graphql::Response>, ProblemError> {
+    let prepared: Vec<Prepared> = operations
         .iter()
-        .filter_map(|operation| {
-            let query = operation.get("query")?.as_str()?;
-            let name = operation.get("operationName").and_then(Value::as_str);
-            armour::check_document(query, name, limits).ok()
-        })
+        .map(|operation| prepare(limits, context.clone(), operation))
+        .collect();
+    let total = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|(_, checked)| checked.cost)
         .fold(0_usize, usize::saturating_add);
     let extra = u32::try_from(total.saturating_sub(1)).unwrap_or(u32::MAX);
     bulwark_web::rate_limit::charge(req, extra)
         .await
-        .map_err(|refusal| *refusal)
+        .map_err(|refusal| *refusal)?;
+    let mut responses = Vec::with_capacity(prepared.len());
+    for operation in prepared {
+        responses.push(run(schema, operation).await);
+    }
+    Ok(responses)
 }
 
 /// Run a GraphQL operation.
@@ -212,9 +220,15 @@ pub async fn graphql(
     };
     let body = match parsed {
         Value::Object(_) => {
-            charge(&req, &limits, std::slice::from_ref(&parsed)).await?;
-            let response = run(&schema, &limits, context, &parsed).await;
-            serde_json::to_vec(&response)
+            let responses = run_all(
+                &req,
+                &schema,
+                &limits,
+                &context,
+                std::slice::from_ref(&parsed),
+            )
+            .await?;
+            serde_json::to_vec(&responses.first())
         }
         Value::Array(operations) => {
             if !limits.batching {
@@ -233,11 +247,7 @@ pub async fn graphql(
                     format!("A batch holds 1 to {} operations.", limits.max_batch),
                 ));
             }
-            charge(&req, &limits, &operations).await?;
-            let mut responses = Vec::with_capacity(operations.len());
-            for operation in &operations {
-                responses.push(run(&schema, &limits, context.clone(), operation).await);
-            }
+            let responses = run_all(&req, &schema, &limits, &context, &operations).await?;
             serde_json::to_vec(&responses)
         }
         _ => {
