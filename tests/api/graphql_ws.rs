@@ -391,9 +391,7 @@ async fn losing_access_stops_the_events_without_a_word() {
         .await
         .is_some()
     {}
-    let current = shared["version"].as_i64().unwrap();
-    for version in current + 10..current + 13 {
-        let _ = version;
+    for _ in 0..3 {
         let now: Value = app
             .authed(
                 reqwest::Method::GET,
