@@ -34,6 +34,7 @@ mod jwks;
 mod logging;
 mod login;
 mod mail;
+mod metrics;
 mod mfa;
 mod oauth;
 mod openapi;

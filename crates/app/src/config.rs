@@ -143,6 +143,9 @@ pub struct Config {
     pub fanout: FanoutSettings,
     /// The general rate limits.
     pub rate_limits: RateLimitSettings,
+    /// `METRICS_TOKEN`: the bearer token a Prometheus scraper sends to `GET /metrics` (unset: the
+    /// route answers 404). At least 32 characters.
+    pub metrics_token: Option<SecretString>,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -653,6 +656,17 @@ impl Config {
         let graphql = graphql_limits(&mut r);
         let fanout = fanout_settings(&mut r);
         let rate_limits = rate_limit_settings(&mut r);
+        let metrics_token = match env.get("METRICS_TOKEN") {
+            None | Some("") => None,
+            Some(token) if token.len() < 32 || is_placeholder("METRICS_TOKEN", token) => {
+                r.fail(
+                    "METRICS_TOKEN",
+                    "must be at least 32 random characters (e.g. `openssl rand -hex 32`), or unset",
+                );
+                None
+            }
+            Some(token) => Some(SecretString::from(token.to_owned())),
+        };
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -817,6 +831,7 @@ impl Config {
             graphql,
             fanout,
             rate_limits,
+            metrics_token,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,
@@ -1344,6 +1359,7 @@ mod tests {
             "nobody is trusted by default"
         );
         for (name, value) in [
+            ("METRICS_TOKEN", "too-short-hunter2"),
             ("TRUSTED_PROXIES", "10.0.0.1/8"),
             ("TRUSTED_PROXIES", "everyone"),
             ("CLIENT_IP_HEADER", "x-real-ip"),

@@ -110,6 +110,7 @@ impl Fanout {
 /// The rate limiter: in process, or shared through Redis with the in-process one as fallback.
 fn rate_limiter(
     settings: &crate::config::RateLimitSettings,
+    metrics: &bulwark_web::metrics::Metrics,
 ) -> Result<Arc<dyn bulwark_domain::rate_limit::RateLimiter>, StartupError> {
     use bulwark_web::rate_limit::{FallbackLimiter, LocalRateLimiter};
     use secrecy::ExposeSecret;
@@ -122,11 +123,19 @@ fn rate_limiter(
         shared.prefix.clone(),
     )
     .map_err(|_| StartupError::Fanout)?;
-    Ok(Arc::new(FallbackLimiter::new(
+    let limiter = Arc::new(FallbackLimiter::new(
         Arc::new(redis),
         local,
         std::time::Duration::from_secs(1),
-    )))
+    ));
+    let counted = limiter.clone();
+    #[allow(clippy::cast_precision_loss)] // a count far below 2^52
+    metrics.gauge(
+        "bulwark_rate_limit_fallbacks",
+        "Rate-limit decisions taken in process because Redis could not answer (since start).",
+        move || counted.fallbacks() as f64,
+    );
+    Ok(limiter)
 }
 
 /// Where the interactive docs live (development only).
@@ -208,6 +217,8 @@ pub struct AppState {
     socket: web::Data<bulwark_transport_ws::SocketState>,
     graphql_socket: web::Data<bulwark_transport_graphql::SubscriptionSocket>,
     rate_limits: web::Data<bulwark_web::rate_limit::RateLimits>,
+    metrics: web::Data<bulwark_web::metrics::Metrics>,
+    metrics_token: web::Data<bulwark_transport_rest::metrics::MetricsToken>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
     liveness: CachedLiveness,
@@ -426,6 +437,28 @@ impl AppState {
         );
         // One count for both sockets: a user's sockets on either endpoint count together.
         let connections = bulwark_web::connections::ConnectionCounter::new(WS_CONNECTIONS_PER_USER);
+        let metrics = bulwark_web::metrics::Metrics::default();
+        let open = connections.clone();
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        {
+            metrics.gauge(
+                "bulwark_websocket_connections",
+                "Open WebSocket connections (both endpoints) on this instance.",
+                move || open.total() as f64,
+            );
+            let sized = pool.clone();
+            metrics.gauge(
+                "bulwark_db_pool_connections",
+                "Connections the database pool holds now.",
+                move || f64::from(sized.size()),
+            );
+            let idle = pool.clone();
+            metrics.gauge(
+                "bulwark_db_pool_idle_connections",
+                "Idle connections in the database pool.",
+                move || idle.num_idle() as f64,
+            );
+        }
         let graphql_socket = bulwark_transport_graphql::SubscriptionSocket {
             auth: auth.clone(),
             connections: connections.clone(),
@@ -449,7 +482,11 @@ impl AppState {
                 config.rate_limits.principal.clone(),
                 &config.rate_limits.auth,
                 &config.rate_limits.upgrade,
-                rate_limiter(&config.rate_limits)?,
+                rate_limiter(&config.rate_limits, &metrics)?,
+            )),
+            metrics: web::Data::new(metrics),
+            metrics_token: web::Data::new(bulwark_transport_rest::metrics::MetricsToken(
+                config.metrics_token.clone(),
             )),
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
@@ -540,6 +577,8 @@ pub fn app(
         .app_data(state.socket.clone())
         .app_data(state.graphql_socket.clone())
         .app_data(state.rate_limits.clone())
+        .app_data(state.metrics.clone())
+        .app_data(state.metrics_token.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .configure(crate::api::routes)

@@ -19,6 +19,7 @@ pub mod docs;
 pub mod documents;
 pub mod health;
 pub mod jwks;
+pub mod metrics;
 pub mod mfa;
 pub mod oauth;
 pub mod users;
@@ -111,6 +112,7 @@ pub fn private_json(
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(health::live)
         .service(health::ready)
+        .service(metrics::metrics)
         .service(docs::openapi_json)
         .service(jwks::jwks)
         .service(users::register)

@@ -83,6 +83,12 @@ impl ConnectionCounter {
         self.lock().get(&user_id).copied().unwrap_or(0)
     }
 
+    /// How many sockets are open now, all users together (a metrics gauge).
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     /// The most sockets one user may hold.
     #[must_use]
     pub fn max_per_user(&self) -> usize {

@@ -25,6 +25,7 @@ pub mod connections;
 pub mod cors;
 pub mod extract;
 pub mod identity;
+pub mod metrics;
 pub mod middleware;
 pub mod problem;
 pub mod rate_limit;

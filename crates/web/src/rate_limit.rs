@@ -174,6 +174,13 @@ fn annotate<B>(res: &mut ServiceResponse<B>, policy: &RatePolicy, decision: &Dec
     }
 }
 
+/// Counts a refusal in the metrics (`bulwark_rate_limited_total{policy}`).
+fn count_refusal(req: &actix_web::HttpRequest, policy: &RatePolicy) {
+    if let Some(metrics) = req.app_data::<web::Data<crate::metrics::Metrics>>() {
+        metrics.rate_limited(policy.name);
+    }
+}
+
 /// The 429 of a refusal under `policy`.
 fn refuse<B>(
     req: ServiceRequest,
@@ -181,6 +188,7 @@ fn refuse<B>(
     decision: &Decision,
 ) -> ServiceResponse<EitherBody<B>> {
     tracing::info!(policy = policy.name, "rate limited");
+    count_refusal(req.request(), policy);
     let retry = std::time::Duration::from_secs(decision.retry_after_secs());
     let mut res = req
         .error_response(rate_limited(retry))
@@ -246,6 +254,7 @@ pub async fn charge(req: &actix_web::HttpRequest, extra: u32) -> Result<(), Box<
         };
         if !decision.allowed {
             tracing::info!(policy = policy.name, cost = extra, "rate limited by cost");
+            count_refusal(req, &policy);
             let retry = std::time::Duration::from_secs(decision.retry_after_secs());
             let mut refusal = rate_limited(retry);
             if let (Some(p), Some(r)) = (

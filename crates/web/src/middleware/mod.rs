@@ -2,17 +2,18 @@
 //!
 //! 1. [`request_context`] — gives the request an id and a tracing span, logs its completion, echoes
 //!    `X-Request-Id`, answers HEAD as GET;
-//! 2. [`security_headers`] — the contract's security headers on every response;
-//! 3. [`length_required`] — refuses chunked request bodies (411) before any routing;
-//! 4. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
+//! 2. the request metrics ([`crate::metrics::record`]): every final status, by route template;
+//! 3. [`security_headers`] — the contract's security headers on every response;
+//! 4. [`length_required`] — refuses chunked request bodies (411) before any routing;
+//! 5. [`problems`] — turns every error (router 404/405, extractor errors, timeouts, a panic) into an
 //!    RFC 9457 problem, and logs 5xx causes once;
-//! 5. [`timeout`] — the request deadline;
-//! 6. CORS (see [`crate::cors`]), so its rejections become problems too and preflights never need
+//! 6. [`timeout`] — the request deadline;
+//! 7. CORS (see [`crate::cors`]), so its rejections become problems too and preflights never need
 //!    credentials;
-//! 7. the per-IP rate limit (see [`crate::rate_limit`]), before any authentication work;
-//! 8. access (see [`crate::access`]) — authentication and function-level authorisation per the
+//! 8. the per-IP rate limit (see [`crate::rate_limit`]), before any authentication work;
+//! 9. access (see [`crate::access`]) — authentication and function-level authorisation per the
 //!    route's declared access class;
-//! 9. the per-user / per-API-key rate limit — innermost, once the caller is known.
+//! 10. the per-user / per-API-key rate limit — innermost, once the caller is known.
 //!
 //! [`install`] applies them in this order so that no caller can get it wrong.
 //!
@@ -77,5 +78,6 @@ where
         .wrap(from_fn(move |req, next| {
             security_headers::apply(headers, req, next)
         }))
+        .wrap(from_fn(crate::metrics::record))
         .wrap(from_fn(request_context::request_context))
 }

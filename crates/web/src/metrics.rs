@@ -1,0 +1,241 @@
+//! Prometheus metrics: what the service counts, and the text format `GET /metrics` serves.
+//!
+//! Every label is bounded, so an attacker cannot grow the metrics without bound (one new series
+//! per request is a memory leak with a URL): the route is the matched *template*
+//! (`/api/v1/documents/{id}`, or `unmatched`), never the raw path; the method is one of the
+//! standard ones or `OTHER`; the status is a number; the rate-limit policy is one of ours.
+//! Gauges (database pool, open sockets, limiter fallbacks) are read when scraped.
+//!
+//! The endpoint is guarded by `METRICS_TOKEN` (see `crates/transport-rest/src/metrics.rs`):
+//! metrics describe traffic and capacity, which is reconnaissance for an attacker.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+
+/// The latency buckets, in seconds.
+pub const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+type Gauge = Box<dyn Fn() -> f64 + Send + Sync>;
+
+/// The service's metrics. Cheap to clone: clones share the counts.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    latency: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    gauges: Mutex<Vec<(&'static str, &'static str, Gauge)>>,
+}
+
+#[derive(Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The method as a bounded label.
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("OTHER")
+}
+
+/// A label value escaped for the text format.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
+        *lock(&self.inner.requests)
+            .entry((route.to_owned(), method, status))
+            .or_default() += 1;
+        let mut latency = lock(&self.inner.latency);
+        let histogram = latency.entry((route.to_owned(), method)).or_default();
+        for (bucket, le) in histogram.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *bucket += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// Counts one request refused by a rate limit.
+    pub fn rate_limited(&self, policy: &'static str) {
+        *lock(&self.inner.rate_limited).entry(policy).or_default() += 1;
+    }
+
+    /// A gauge read at every scrape (`name` and `help` are fixed text of ours).
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.gauges).push((name, help, Box::new(read)));
+    }
+
+    /// Requests counted so far for a route template and status (for tests).
+    #[must_use]
+    pub fn requests(&self, route: &str, status: u16) -> u64 {
+        lock(&self.inner.requests)
+            .iter()
+            .filter(|((r, _, s), _)| r == route && *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP bulwark_http_requests_total HTTP requests by route template, method and status.\n");
+        out.push_str("# TYPE bulwark_http_requests_total counter\n");
+        for ((route, method, status), n) in lock(&self.inner.requests).iter() {
+            let _ = writeln!(
+                out,
+                "bulwark_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        out.push_str("# HELP bulwark_http_request_duration_seconds HTTP request latency by route template and method.\n");
+        out.push_str("# TYPE bulwark_http_request_duration_seconds histogram\n");
+        for ((route, method), h) in lock(&self.inner.latency).iter() {
+            let route = escape(route);
+            for (le, n) in BUCKETS.iter().zip(h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "bulwark_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{method}\",le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "bulwark_http_request_duration_seconds_bucket{{route=\"{route}\",method=\"{method}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "bulwark_http_request_duration_seconds_sum{{route=\"{route}\",method=\"{method}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "bulwark_http_request_duration_seconds_count{{route=\"{route}\",method=\"{method}\"}} {}",
+                h.count
+            );
+        }
+        out.push_str(
+            "# HELP bulwark_rate_limited_total Requests refused by a rate limit, by policy.\n",
+        );
+        out.push_str("# TYPE bulwark_rate_limited_total counter\n");
+        for (policy, n) in lock(&self.inner.rate_limited).iter() {
+            let _ = writeln!(out, "bulwark_rate_limited_total{{policy=\"{policy}\"}} {n}");
+        }
+        for (name, help, read) in lock(&self.inner.gauges).iter() {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {}", read());
+        }
+        out
+    }
+}
+
+/// The middleware that counts every request (registered just inside the request context, so it
+/// sees every final status: 401s, 404s and 429s included).
+///
+/// # Errors
+/// Only what the inner service returns.
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let status = match &res {
+            Ok(res) => res.status().as_u16(),
+            Err(error) => error.as_response_error().status_code().as_u16(),
+        };
+        metrics.observe_request(&route, &method, status, started.elapsed().as_secs_f64());
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_holds_every_series_with_bounded_labels() {
+        let metrics = Metrics::default();
+        metrics.observe_request("/api/v1/documents/{id}", "GET", 200, 0.003);
+        metrics.observe_request("/api/v1/documents/{id}", "GET", 200, 0.2);
+        metrics.observe_request("unmatched", "BREW", 404, 0.001);
+        metrics.rate_limited("ip");
+        metrics.gauge("bulwark_test_gauge", "A test gauge.", || 7.0);
+        let text = metrics.render();
+        assert!(text.contains(
+            "bulwark_http_requests_total{route=\"/api/v1/documents/{id}\",method=\"GET\",status=\"200\"} 2\n"
+        ), "{text}");
+        assert!(
+            text.contains("method=\"OTHER\",status=\"404\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("le=\"0.25\"} 2\n"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 2\n"), "{text}");
+        assert!(
+            text.contains("bulwark_rate_limited_total{policy=\"ip\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE bulwark_test_gauge gauge\nbulwark_test_gauge 7\n"),
+            "{text}"
+        );
+        assert_eq!(metrics.requests("/api/v1/documents/{id}", 200), 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
