@@ -38,6 +38,8 @@ pub mod redis_fanout;
 pub mod redis_limiter;
 pub mod rotation;
 pub mod session;
+#[cfg(test)]
+pub(crate) mod test_redis;
 pub mod throttle;
 pub mod user;
 pub mod webhook;

@@ -282,16 +282,15 @@ impl DocumentEvents for RedisFanout {
 #[cfg(test)]
 mod tests {
     use std::fmt::Write as _;
-    use std::net::TcpListener;
-    use std::process::{Child, Command, Stdio};
 
     use bulwark_domain::document::SharePermission;
     use bulwark_domain::events::{DocumentChange, Topic};
     use time::OffsetDateTime;
-    use tokio::time::{Instant, sleep, timeout};
+    use tokio::time::{Instant, timeout};
     use uuid::Uuid;
 
     use super::*;
+    use crate::test_redis::{OwnRedis, free_port};
 
     /// The owner of the probes that tell when listeners are subscribed (skipped by `next_real`).
     const PROBE_OWNER: Uuid = Uuid::from_u128(0x0b0b);
@@ -458,59 +457,6 @@ mod tests {
             Notification::of(&valid)
         );
         listener.abort();
-    }
-
-    /// A `redis-server` of the test's own, killed when dropped.
-    struct OwnRedis {
-        port: u16,
-        child: Child,
-    }
-
-    impl OwnRedis {
-        async fn start(port: u16) -> Self {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed to run this test");
-            let server = Self { port, child };
-            let client = redis::Client::open(server.url()).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                    && redis::cmd("PING").exec_async(&mut connection).await.is_ok()
-                {
-                    return server;
-                }
-                assert!(Instant::now() < deadline, "redis-server did not come up");
-                sleep(Duration::from_millis(50)).await;
-            }
-        }
-
-        fn url(&self) -> String {
-            String::from("redis://127.0.0.1:") + &self.port.to_string()
-        }
-
-        fn stop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Drop for OwnRedis {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
     }
 
     #[tokio::test]
