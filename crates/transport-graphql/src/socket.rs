@@ -6,7 +6,6 @@
 //! graphql-transport-ws`, else 400). Everything after is [`serve`]'s.
 
 use std::any::Any;
-use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -18,7 +17,7 @@ use bulwark_web::connections::ConnectionCounter;
 use bulwark_web::cors::{CorsPolicy, socket_origin_refusal};
 use bulwark_web::identity::ClientOrigin;
 use bulwark_web::problem::{Problem, types};
-use bulwark_web::socket::{frames, sink};
+use bulwark_web::socket::{SessionGate, frames, sink};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
@@ -51,29 +50,20 @@ impl std::fmt::Debug for SubscriptionSocket {
 }
 
 /// The [`Gatekeeper`] over the domain's `AuthService`.
-struct DomainGatekeeper {
-    auth: AuthService,
-    connections: ConnectionCounter,
-}
+struct DomainGatekeeper(SessionGate);
 
 #[async_trait::async_trait]
 impl Gatekeeper for DomainGatekeeper {
     async fn authenticate(&self, token: &str) -> Option<Authenticated> {
-        let (actor, expires_at) = self.auth.authenticate_with_expiry(token).await.ok()?;
-        Some(Authenticated {
-            actor,
-            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(expires_at),
-        })
+        self.0.authenticate(token).await
     }
 
     fn admit(&self, actor: &Actor) -> Option<Box<dyn Any + Send>> {
-        self.connections
-            .admit(actor.user_id)
-            .map(|permit| Box::new(permit) as Box<dyn Any + Send>)
+        self.0.admit(actor)
     }
 
     async fn still_live(&self, actor: &Actor) -> bool {
-        self.auth.still_live(actor).await
+        self.0.still_live(actor).await
     }
 }
 
@@ -173,10 +163,10 @@ pub async fn graphql_socket(
         .map_err(|_| bad_request("Not a WebSocket upgrade request."))?;
     let stream = stream.max_frame_size(state.settings.max_frame_bytes);
     let settings = state.settings.clone();
-    let gate = DomainGatekeeper {
+    let gate = DomainGatekeeper(SessionGate {
         auth: state.auth.clone(),
         connections: state.connections.clone(),
-    };
+    });
     let operations = SchemaOperations {
         schema: schema.get_ref().clone(),
         limits: *limits.get_ref(),

@@ -9,7 +9,6 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, web};
@@ -24,7 +23,7 @@ use bulwark_web::problem::{Problem, types};
 use tokio::sync::broadcast;
 
 use bulwark_web::connections::ConnectionCounter;
-use bulwark_web::socket::{frames, sink};
+use bulwark_web::socket::{SessionGate, frames, sink};
 
 use crate::notifications::{Authenticated, Gatekeeper, Settings, serve};
 
@@ -58,6 +57,7 @@ impl std::fmt::Debug for SocketState {
 
 /// The [`Gatekeeper`] of one connection, over the domain services.
 struct DomainGatekeeper {
+    sessions: SessionGate,
     state: SocketState,
     origin: Origin,
 }
@@ -65,22 +65,15 @@ struct DomainGatekeeper {
 #[async_trait::async_trait]
 impl Gatekeeper for DomainGatekeeper {
     async fn authenticate(&self, token: &str) -> Option<Authenticated> {
-        let (actor, expires_at) = self.state.auth.authenticate_with_expiry(token).await.ok()?;
-        Some(Authenticated {
-            actor,
-            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(expires_at),
-        })
+        self.sessions.authenticate(token).await
     }
 
     fn admit(&self, actor: &Actor) -> Option<Box<dyn Any + Send>> {
-        self.state
-            .connections
-            .admit(actor.user_id)
-            .map(|permit| Box::new(permit) as Box<dyn Any + Send>)
+        self.sessions.admit(actor)
     }
 
     async fn still_live(&self, actor: &Actor) -> bool {
-        self.state.auth.still_live(actor).await
+        self.sessions.still_live(actor).await
     }
 
     async fn may_read(&self, actor: &Actor, topic: &Topic) -> bool {
@@ -143,7 +136,15 @@ pub async fn notifications_socket(
     actix_web::rt::spawn(tracing::Instrument::instrument(
         async move {
             let settings = state.settings.clone();
-            let gate = DomainGatekeeper { state, origin };
+            let sessions = SessionGate {
+                auth: state.auth.clone(),
+                connections: state.connections.clone(),
+            };
+            let gate = DomainGatekeeper {
+                sessions,
+                state,
+                origin,
+            };
             let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
         },
         span,

@@ -202,10 +202,8 @@ async fn limited<B: MessageBody>(
     next: Next<B>,
     pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Vec<(RatePolicy, String)>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let Some(limits) = req
-        .app_data::<web::Data<RateLimits>>()
-        .map(|data| data.get_ref().clone())
-    else {
+    // A reference-counted handle, not a copy of the policies, per request.
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
         return next
             .call(req)
             .await

@@ -163,6 +163,41 @@ pub fn frames(stream: actix_ws::MessageStream) -> Pin<Box<dyn Stream<Item = Inbo
     }))
 }
 
+/// What both sockets ask of the sessions: who an access token belongs to and until when, whether
+/// that session is still live (and acting with the same role), and a place in the per-user
+/// connection count. Each socket's gatekeeper delegates here, so the two cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct SessionGate {
+    /// Tokens and sessions.
+    pub auth: bulwark_domain::auth::AuthService,
+    /// Open sockets per user (one count for both endpoints).
+    pub connections: crate::connections::ConnectionCounter,
+}
+
+impl SessionGate {
+    /// The actor of an access token and the token's expiry as a wall-clock time (None: refused).
+    pub async fn authenticate(&self, token: &str) -> Option<Authenticated> {
+        let (actor, expires_at) = self.auth.authenticate_with_expiry(token).await.ok()?;
+        Some(Authenticated {
+            actor,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(expires_at),
+        })
+    }
+
+    /// A permit for one more socket of this actor's user (None: the user is at the cap).
+    #[must_use]
+    pub fn admit(&self, actor: &Actor) -> Option<Box<dyn std::any::Any + Send>> {
+        self.connections
+            .admit(actor.user_id)
+            .map(|permit| Box::new(permit) as Box<dyn std::any::Any + Send>)
+    }
+
+    /// Whether the session is still live, its user's, and acting with the same role.
+    pub async fn still_live(&self, actor: &Actor) -> bool {
+        self.auth.still_live(actor).await
+    }
+}
+
 /// The sink is gone: the peer left or the session was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;

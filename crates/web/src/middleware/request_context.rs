@@ -118,11 +118,7 @@ pub async fn request_context(
         span.record("peer", tracing::field::display(peer.ip()));
     }
     // The client behind our proxies, when the peer is one (see `client_ip`).
-    let trusted = req
-        .app_data::<actix_web::web::Data<crate::client_ip::TrustedProxies>>()
-        .map(|data| data.get_ref().clone())
-        .unwrap_or_default();
-    if let Some(client) = trusted.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()) {
+    if let Some(client) = crate::identity::client_ip(req.request()) {
         span.record("client_ip", tracing::field::display(client));
     }
 
