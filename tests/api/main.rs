@@ -38,6 +38,7 @@ mod metrics;
 mod mfa;
 mod oauth;
 mod openapi;
+mod quotas;
 mod rate_limits;
 mod registration;
 mod rotation;

@@ -153,14 +153,23 @@ async fn an_account_is_limited_whatever_address_it_comes_from() {
     let refused = last.unwrap();
     let policies = header(&refused, "ratelimit-policy");
     assert!(policies.contains(&r#""user";q=3;w=60"#), "{policies:?}");
-    // Both policies are reported on an allowed response of an authenticated route.
+    // Every policy that applied is reported on an allowed response of an authenticated route:
+    // the user's, the daily quota's and the address's.
     let other = app.signed_up("bob@example.com").await;
     let response = app
         .authed(Method::GET, "/api/v1/users/me", &other.access_token, None)
         .await;
     assert_eq!(response.status(), 200);
-    let policies = header(&response, "ratelimit-policy");
-    assert_eq!(policies.len(), 2, "{policies:?}");
+    let mut policies = header(&response, "ratelimit-policy");
+    policies.sort_unstable();
+    assert_eq!(
+        policies,
+        [
+            r#""day";q=10000;w=86400"#,
+            r#""ip";q=1000000;w=60"#,
+            r#""user";q=3;w=60"#
+        ]
+    );
 }
 
 #[tokio::test]

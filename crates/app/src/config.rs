@@ -852,11 +852,14 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
     let defaults = PlanLimits::default();
     // The names are spelled out (not built with `format!`) so that the check that every variable
     // is documented in .env.example can see them.
-    let mut limits = |[documents, attachments, webhooks, api_keys]: [&str; 4], d: Limits| Limits {
+    let mut limits = |[documents, attachments, webhooks, api_keys, requests]: [&str; 5],
+                      d: Limits| Limits {
         documents: r.number(documents, u64::from(d.documents), 1..=10_000_000) as u32,
         attachment_bytes: r.number(attachments, d.attachment_bytes / MIB, 1..=10_000_000) * MIB,
         webhooks: r.number(webhooks, u64::from(d.webhooks), 0..=10_000) as u32,
         api_keys: r.number(api_keys, u64::from(d.api_keys), 0..=10_000) as u32,
+        requests_per_day: r.number(requests, u64::from(d.requests_per_day), 1..=1_000_000_000)
+            as u32,
     };
     let free = limits(
         [
@@ -864,6 +867,7 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
             "QUOTA_FREE_ATTACHMENT_MIB",
             "QUOTA_FREE_WEBHOOKS",
             "QUOTA_FREE_API_KEYS",
+            "QUOTA_FREE_REQUESTS_PER_DAY",
         ],
         defaults.free,
     );
@@ -873,6 +877,7 @@ fn quota_settings(r: &mut Reader<'_>) -> bulwark_domain::quota::PlanLimits {
             "QUOTA_PRO_ATTACHMENT_MIB",
             "QUOTA_PRO_WEBHOOKS",
             "QUOTA_PRO_API_KEYS",
+            "QUOTA_PRO_REQUESTS_PER_DAY",
         ],
         defaults.pro,
     );

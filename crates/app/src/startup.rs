@@ -130,10 +130,11 @@ fn rate_limiter(
     ));
     let counted = limiter.clone();
     #[allow(clippy::cast_precision_loss)] // a count far below 2^52
-    metrics.gauge(
-        "bulwark_rate_limit_fallbacks",
-        "Rate-limit decisions taken in process because Redis could not answer (since start).",
-        move || counted.fallbacks() as f64,
+    metrics.family(
+        "bulwark_rate_limit_fallbacks_total",
+        "Rate-limit and quota decisions taken in process because Redis could not answer.",
+        bulwark_web::metrics::Kind::Counter,
+        move || vec![(None, counted.fallbacks() as f64)],
     );
     Ok(limiter)
 }
@@ -482,6 +483,7 @@ impl AppState {
                 config.rate_limits.principal.clone(),
                 &config.rate_limits.auth,
                 &config.rate_limits.upgrade,
+                bulwark_web::rate_limit::DailyQuotas::new(&config.quotas),
                 rate_limiter(&config.rate_limits, &metrics)?,
             )),
             metrics: web::Data::new(metrics),

@@ -257,6 +257,8 @@ impl AdminService {
                 .set_plan(user_id, plan)
                 .await
                 .or_unexpected("plan change")?;
+            // The cached principal holds the plan (its daily request quota).
+            self.forget_principal(user_id).await?;
             let detail = AuditDetail::new()
                 .with("from", AuditValue::Text(before.plan.as_str().to_owned()))
                 .and_then(|d| d.with("to", AuditValue::Text(plan.as_str().to_owned())))
@@ -278,7 +280,8 @@ impl AdminService {
     }
 
     /// Drops this instance's cached principal of every live session of the user, so the new role
-    /// counts from its very next request here; other instances hear it from the database.
+    /// or plan counts from its very next request here; other instances hear it from the database
+    /// (the trigger of migrations 08 and 19).
     async fn forget_principal(&self, user_id: Uuid) -> Result<(), Unexpected> {
         let sessions = self
             .ports

@@ -240,6 +240,8 @@ pub struct StoredApiKey {
     /// Whether the owner has MFA on (with `REQUIRE_MFA_FOR_ADMINS`, an administrator's key acts as
     /// a user's until it is).
     pub owner_mfa_enabled: bool,
+    /// The owner's plan now (the key's requests count toward the owner's daily quota).
+    pub owner_plan: crate::user::Plan,
     /// When the key was created (the "authentication time" of its requests: never recent enough
     /// for a step-up).
     pub created_at: OffsetDateTime,

@@ -339,6 +339,7 @@ impl ApiKeyService {
                 scopes: stored.scopes,
             },
             role_withheld,
+            plan: stored.owner_plan,
         })
     }
 }

@@ -872,6 +872,7 @@ impl AuthService {
                 authenticated_at: principal.authenticated_at,
                 credential: crate::context::Credential::Session,
                 role_withheld,
+                plan: principal.plan,
             },
             claims.expires_at,
         ))

@@ -55,6 +55,9 @@ pub struct Actor {
     /// The account's role is higher than `role`, but `REQUIRE_MFA_FOR_ADMINS` withholds it until
     /// the account turns MFA on (then an admin route says so rather than a bare 403).
     pub role_withheld: bool,
+    /// The user's plan: which daily request quota the request counts toward (as of the session's
+    /// cached principal, which a plan change clears).
+    pub plan: crate::user::Plan,
 }
 
 /// How a caller authenticated: with a session's access token, or with an API key and its scopes.

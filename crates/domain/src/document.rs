@@ -507,6 +507,7 @@ mod tests {
             authenticated_at: OffsetDateTime::UNIX_EPOCH,
             credential: crate::context::Credential::Session,
             role_withheld: false,
+            plan: crate::user::Plan::Free,
         }
     }
 

@@ -36,6 +36,7 @@
 //! - [`account::AccountService`]: registration, profile, password change and reset, email
 //!   verification, deletion.
 
+pub mod abuse;
 pub mod account;
 pub mod admin;
 pub mod api_key;

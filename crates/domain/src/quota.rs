@@ -19,6 +19,9 @@ pub struct Limits {
     pub webhooks: u32,
     /// API keys (live ones: revoked keys do not count).
     pub api_keys: u32,
+    /// Requests per UTC day, counted once across REST, GraphQL and WebSocket messages (over it:
+    /// 429 with the problem type `quota-exceeded`; see `crates/web/src/rate_limit.rs`).
+    pub requests_per_day: u32,
 }
 
 /// The limits of every plan (from configuration).
@@ -49,12 +52,14 @@ impl Default for PlanLimits {
                 attachment_bytes: 50 * 1024 * 1024,
                 webhooks: 5,
                 api_keys: 5,
+                requests_per_day: 10_000,
             },
             pro: Limits {
                 documents: 10_000,
                 attachment_bytes: 5 * 1024 * 1024 * 1024,
                 webhooks: 50,
                 api_keys: 50,
+                requests_per_day: 1_000_000,
             },
         }
     }
@@ -99,5 +104,6 @@ mod tests {
         assert!(limits.pro.attachment_bytes >= limits.free.attachment_bytes);
         assert!(limits.pro.webhooks >= limits.free.webhooks);
         assert!(limits.pro.api_keys >= limits.free.api_keys);
+        assert!(limits.pro.requests_per_day >= limits.free.requests_per_day);
     }
 }

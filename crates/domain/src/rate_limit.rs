@@ -151,6 +151,51 @@ pub fn gcra(
     }
 }
 
+/// One step of a *fixed-window* count — the daily request quotas: `used` is what the key has
+/// spent in the current window, `left_micros` how long until that window ends. Returns the
+/// decision and the count to store (None: leave it; a refusal spends nothing).
+///
+/// Windows are calendar windows: they start at multiples of `policy.window` since the Unix epoch,
+/// so a one-day window is a UTC day and every instance agrees on when it turns. Unlike GCRA, the
+/// allowance does not trickle back: it is whole again when the next window starts, which is what
+/// `reset` and `Retry-After` say.
+#[must_use]
+pub fn fixed_window(
+    policy: &RatePolicy,
+    used: u64,
+    left_micros: u64,
+    cost: u32,
+) -> (Decision, Option<u64>) {
+    let quota = u64::from(policy.quota);
+    let reset = Duration::from_micros(left_micros.max(1));
+    let after = used.saturating_add(u64::from(cost));
+    if after <= quota {
+        let decision = Decision {
+            allowed: true,
+            remaining: u32::try_from(quota - after).unwrap_or(u32::MAX),
+            reset,
+            retry_after: Duration::ZERO,
+        };
+        (decision, Some(after))
+    } else {
+        let decision = Decision {
+            allowed: false,
+            remaining: u32::try_from(quota.saturating_sub(used)).unwrap_or(u32::MAX),
+            reset,
+            retry_after: reset,
+        };
+        (decision, None)
+    }
+}
+
+/// Which calendar window `unix_micros` falls in under `policy`, and how long until it ends.
+#[must_use]
+pub fn calendar_window(policy: &RatePolicy, unix_micros: u64) -> (u64, u64) {
+    let window = micros(policy.window).max(1);
+    let index = unix_micros / window;
+    (index, window - unix_micros % window)
+}
+
 /// Where decisions are taken: in process, or in a store every instance shares.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
@@ -159,6 +204,18 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// The store could not answer (the caller decides what failing means: see the adapters).
     async fn check(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected>;
+
+    /// Charges `cost` to `key`'s allowance of `policy.quota` per *calendar* window (see
+    /// [`fixed_window`]): the daily request quotas.
+    ///
+    /// # Errors
+    /// As [`RateLimiter::check`].
+    async fn count(
         &self,
         policy: &RatePolicy,
         key: &str,
@@ -272,5 +329,34 @@ mod tests {
         let huge = RatePolicy::new("x", u32::MAX, Duration::from_secs(u64::MAX / 2));
         let _ = gcra(&huge, Some(u64::MAX - 1), u64::MAX - 1, u32::MAX);
         let _ = gcra(&p, Some(u64::MAX), 0, u32::MAX);
+    }
+
+    #[test]
+    fn a_fixed_window_allows_exactly_the_quota_then_refuses_until_it_turns() {
+        let day = RatePolicy::new("day", 3, Duration::from_secs(86_400));
+        let (index, left) = calendar_window(&day, 86_400 * SECOND * 10 + 3_600 * SECOND);
+        assert_eq!(index, 10);
+        assert_eq!(left, 23 * 3_600 * SECOND, "a UTC day turns at midnight");
+        let mut used = 0;
+        for remaining in [2, 1, 0] {
+            let (d, next) = fixed_window(&day, used, left, 1);
+            assert!(d.allowed);
+            assert_eq!(d.remaining, remaining);
+            assert_eq!(d.retry_after, Duration::ZERO);
+            used = next.unwrap();
+        }
+        let (refused, next) = fixed_window(&day, used, left, 1);
+        assert!(!refused.allowed);
+        assert_eq!(next, None, "a refusal spends nothing");
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(refused.retry_after, Duration::from_micros(left));
+        assert_eq!(refused.retry_after_secs(), 23 * 3_600);
+        // A cost that does not fit is refused whole, and spends nothing.
+        let (d, next) = fixed_window(&day, 1, left, 3);
+        assert!(!d.allowed);
+        assert_eq!((d.remaining, next), (2, None));
+        // Extremes neither panic nor overflow.
+        let _ = fixed_window(&day, u64::MAX, 0, u32::MAX);
+        assert!(calendar_window(&day, u64::MAX).1 > 0);
     }
 }

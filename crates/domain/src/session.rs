@@ -252,6 +252,8 @@ pub struct SessionPrincipal {
     pub authenticated_at: OffsetDateTime,
     /// Whether the user has a second factor on.
     pub mfa_enabled: bool,
+    /// The user's plan now (which daily request quota applies).
+    pub plan: crate::user::Plan,
 }
 
 /// The check every authenticated request makes: is the token's session still live, and as whom?

@@ -12,7 +12,7 @@ use bulwark_domain::api_key::{
 };
 use bulwark_domain::opaque::TokenDigest;
 use bulwark_domain::quota::PlanLimits;
-use bulwark_domain::user::Role;
+use bulwark_domain::user::{Plan, Role};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -174,7 +174,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
         let Some(row) = sqlx::query!(
             r#"
             select k.id, k.owner_id, k.secret_digest, k.scopes, k.expires_at, k.created_at, k.last_used_at,
-                   u.role, (u.locked_at is null and u.deleted_at is null) as "active!",
+                   u.role, u.plan, (u.locked_at is null and u.deleted_at is null) as "active!",
                    exists (select 1 from mfa_totp m where m.user_id = u.id and m.enabled_at is not null) as "mfa_enabled!"
             from api_keys k
             join users u on u.id = k.owner_id
@@ -203,6 +203,7 @@ impl ApiKeyRepository for PgApiKeyRepository {
                 .ok_or_else(|| corrupt(row.id, "owner role"))?,
             owner_active: row.active,
             owner_mfa_enabled: row.mfa_enabled,
+            owner_plan: Plan::parse(&row.plan).ok_or_else(|| corrupt(row.id, "owner plan"))?,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
         }))

@@ -216,6 +216,7 @@ mod tests {
             role: bulwark_domain::user::Role::User,
             authenticated_at: time::OffsetDateTime::UNIX_EPOCH,
             mfa_enabled: false,
+            plan: bulwark_domain::user::Plan::Free,
         }
     }
 

@@ -88,6 +88,62 @@ if increment > window then retry = window end
 return {0, math.floor(left / interval), current, retry}
 ";
 
+/// The daily quotas' fixed-window count, as `bulwark_domain::rate_limit::fixed_window`, on the
+/// server's clock: windows are calendar windows of `window` seconds since the Unix epoch (UTC
+/// days), so every instance agrees on when one turns.
+///
+/// `KEYS[1]`: the counter, holding `"<window index>:<used>"` — a count of an earlier window reads
+/// as zero, so the answer never depends on when Redis gets round to expiring the key (`PX` frees
+/// it when its window ends). `ARGV`: window seconds, quota, cost. Returns `{allowed (1|0),
+/// remaining, µs until the window turns, retry_after µs}`. A refusal writes nothing.
+const QUOTA_SCRIPT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local window = tonumber(ARGV[1])
+local quota = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local secs = tonumber(clock[1])
+local index = math.floor(secs / window)
+local left = (index + 1) * window * 1000000 - (secs * 1000000 + tonumber(clock[2]))
+if left < 1 then left = 1 end
+local used = 0
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local at, count = string.match(stored, '^(%d+):(%d+)$')
+  if at and tonumber(at) == index then used = tonumber(count) end
+end
+if used + cost <= quota then
+  used = used + cost
+  local ttl = math.ceil(left / 1000) + 1
+  redis.call('SET', KEYS[1], string.format('%.0f:%.0f', index, used), 'PX', string.format('%.0f', ttl))
+  return {1, quota - used, left, 0}
+end
+local remaining = quota - used
+if remaining < 0 then remaining = 0 end
+return {0, remaining, left, left}
+";
+
+/// A Lua script and its SHA1 once a server has told it (the same for every server and every
+/// limiter of the process, since it is the hash of the script).
+struct Script {
+    text: &'static str,
+    sha: OnceLock<String>,
+}
+
+static GCRA_SCRIPT: Script = Script {
+    text: SCRIPT,
+    sha: OnceLock::new(),
+};
+
+static COUNT_SCRIPT: Script = Script {
+    text: QUOTA_SCRIPT,
+    sha: OnceLock::new(),
+};
+
+/// The longest quota window the count script takes (a year, in seconds): keeps its arithmetic
+/// exact in a double.
+const MAX_QUOTA_WINDOW_SECS: u64 = 366 * 86_400;
+
 /// Why a [`RedisRateLimiter`] could not be made. None of these show the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisLimiterError {
@@ -126,10 +182,6 @@ pub struct RedisRateLimiter {
     /// Made on the first check (it needs a runtime); reconnects by itself afterwards.
     connection: Arc<OnceCell<ConnectionManager>>,
 }
-
-/// The script's SHA1, as a server told it: the same for every server and every limiter of the
-/// process, since it is the hash of the script.
-static SCRIPT_SHA: OnceLock<String> = OnceLock::new();
 
 impl fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,12 +241,14 @@ impl RedisRateLimiter {
         &self.prefix
     }
 
-    /// `<prefix>:rl:<policy>:<key>`.
-    fn bucket(&self, policy: &str, key: &str) -> String {
+    /// `<prefix>:<kind>:<policy>:<key>`: `rl` for the rate limits, `q` for the quotas.
+    fn bucket(&self, kind: &str, policy: &str, key: &str) -> String {
         let mut bucket =
-            String::with_capacity(self.prefix.len() + policy.len() + key.len() + ":rl::".len());
+            String::with_capacity(self.prefix.len() + kind.len() + policy.len() + key.len() + 3);
         bucket.push_str(&self.prefix);
-        bucket.push_str(":rl:");
+        bucket.push(':');
+        bucket.push_str(kind);
+        bucket.push(':');
         bucket.push_str(policy);
         bucket.push(':');
         bucket.push_str(key);
@@ -219,18 +273,21 @@ impl RedisRateLimiter {
             .cloned()
     }
 
-    /// Runs the script on `bucket`: `EVALSHA` when its SHA1 is known, else (or when the server
+    /// Runs a script on `bucket`: `EVALSHA` when its SHA1 is known, else (or when the server
     /// has forgotten it) `EVAL`, pipelined with `SCRIPT LOAD` to learn the SHA1.
-    async fn run(&self, bucket: &str, arguments: Arguments) -> Result<Vec<i64>, Failure> {
+    async fn run(
+        &self,
+        script: &Script,
+        bucket: &str,
+        arguments: [u64; 3],
+    ) -> Result<Vec<i64>, Failure> {
         let mut connection = self.connection().await?;
-        if let Some(sha) = SCRIPT_SHA.get() {
+        if let Some(sha) = script.sha.get() {
             let reply = redis::cmd("EVALSHA")
                 .arg(sha.as_str())
                 .arg(1)
                 .arg(bucket)
-                .arg(arguments.window)
-                .arg(arguments.interval)
-                .arg(arguments.cost)
+                .arg(&arguments[..])
                 .query_async(&mut connection)
                 .await;
             match reply {
@@ -241,19 +298,32 @@ impl RedisRateLimiter {
         let (sha, reply): (String, Vec<i64>) = redis::pipe()
             .cmd("SCRIPT")
             .arg("LOAD")
-            .arg(SCRIPT)
+            .arg(script.text)
             .cmd("EVAL")
-            .arg(SCRIPT)
+            .arg(script.text)
             .arg(1)
             .arg(bucket)
-            .arg(arguments.window)
-            .arg(arguments.interval)
-            .arg(arguments.cost)
+            .arg(&arguments[..])
             .query_async(&mut connection)
             .await?;
         // Concurrent first checks may race here; they all learned the same SHA1.
-        let _ = SCRIPT_SHA.set(sha);
+        let _ = script.sha.set(sha);
         Ok(reply)
+    }
+
+    /// One decision: the script's answer within the timeout.
+    async fn decide(
+        &self,
+        script: &Script,
+        bucket: &str,
+        arguments: [u64; 3],
+    ) -> Result<Decision, Unexpected> {
+        const WHAT: &str = "rate limit check in redis";
+        let reply = tokio::time::timeout(self.timeout, self.run(script, bucket, arguments))
+            .await
+            .map_err(|_| Unexpected::new(WHAT, Failure::TimedOut(self.timeout)))?
+            .map_err(|error| Unexpected::new(WHAT, error))?;
+        decision(&reply).ok_or_else(|| Unexpected::new(WHAT, Failure::Malformed))
     }
 }
 
@@ -313,14 +383,25 @@ impl RateLimiter for RedisRateLimiter {
         key: &str,
         cost: u32,
     ) -> Result<Decision, Unexpected> {
-        const WHAT: &str = "rate limit check in redis";
-        let bucket = self.bucket(policy.name, key);
-        let reply =
-            tokio::time::timeout(self.timeout, self.run(&bucket, Arguments::of(policy, cost)))
-                .await
-                .map_err(|_| Unexpected::new(WHAT, Failure::TimedOut(self.timeout)))?
-                .map_err(|error| Unexpected::new(WHAT, error))?;
-        decision(&reply).ok_or_else(|| Unexpected::new(WHAT, Failure::Malformed))
+        let a = Arguments::of(policy, cost);
+        let bucket = self.bucket("rl", policy.name, key);
+        self.decide(&GCRA_SCRIPT, &bucket, [a.window, a.interval, a.cost])
+            .await
+    }
+
+    async fn count(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        let window = policy.window.as_secs().clamp(1, MAX_QUOTA_WINDOW_SECS);
+        let quota = u64::from(policy.quota);
+        // A cost above the quota is refused whatever its size.
+        let cost = u64::from(cost).min(quota + 1);
+        let bucket = self.bucket("q", policy.name, key);
+        self.decide(&COUNT_SCRIPT, &bucket, [window, quota, cost])
+            .await
     }
 }
 
@@ -458,7 +539,7 @@ mod tests {
             assert_eq!(refused.retry_after, p.window);
             assert_eq!(refused.remaining, 10, "nothing was charged");
             let exists: i64 = redis::cmd("EXISTS")
-                .arg(limiter.bucket(p.name, &key))
+                .arg(limiter.bucket("rl", p.name, &key))
                 .query_async(&mut plain)
                 .await
                 .unwrap();
@@ -513,7 +594,7 @@ mod tests {
         // One request of 10 per minute fills 6 s of the bucket: it expires after 6 s and 1 ms.
         let p = policy(10, 60);
         limiter.check(&p, "k", 1).await.unwrap();
-        let ttl = pttl(&mut plain, &limiter.bucket("test", "k")).await;
+        let ttl = pttl(&mut plain, &limiter.bucket("rl", "test", "k")).await;
         assert!(ttl > 0 && ttl <= 6_001, "{ttl}");
         for _ in 0..20 {
             limiter.check(&p, "k", 1).await.unwrap();
@@ -527,7 +608,7 @@ mod tests {
         limiter.check(&short, "short", 1).await.unwrap();
         sleep(Duration::from_millis(400)).await;
         let exists: i64 = redis::cmd("EXISTS")
-            .arg(limiter.bucket("test", "short"))
+            .arg(limiter.bucket("rl", "test", "short"))
             .query_async(&mut plain)
             .await
             .unwrap();
@@ -542,7 +623,7 @@ mod tests {
         let p = policy(3, 1);
 
         // A TAT long past is a full bucket.
-        let stale = limiter.bucket(p.name, "stale");
+        let stale = limiter.bucket("rl", p.name, "stale");
         redis::cmd("SET")
             .arg(&stale)
             .arg(5)
@@ -559,7 +640,7 @@ mod tests {
         let ahead = Duration::from_secs(2);
         let future_tat = secs * 1_000_000 + micros + u64::try_from(ahead.as_micros()).unwrap();
         redis::cmd("SET")
-            .arg(limiter.bucket(p.name, "ahead"))
+            .arg(limiter.bucket("rl", p.name, "ahead"))
             .arg(future_tat)
             .arg("PX")
             .arg(10_000)
@@ -581,7 +662,7 @@ mod tests {
         {
             let key = i.to_string();
             redis::cmd("SET")
-                .arg(limiter.bucket(p.name, &key))
+                .arg(limiter.bucket("rl", p.name, &key))
                 .arg(junk)
                 .exec_async(&mut plain)
                 .await
@@ -764,5 +845,54 @@ mod tests {
         let _restarted = OwnRedis::start(port).await;
         assert_eq!(first_success(&limiter, &p, "k").await.remaining, 9);
         assert_eq!(limiter.check(&p, "k", 1).await.unwrap().remaining, 8);
+    }
+
+    #[tokio::test]
+    async fn a_daily_quota_is_counted_across_instances_and_refusals_spend_nothing() {
+        let prefix = own_prefix();
+        let (a, b) = (limiter(&prefix), limiter(&prefix));
+        let day = RatePolicy::new("day", 5, Duration::from_secs(86_400));
+        let key = Uuid::new_v4().to_string();
+        let mut allowed = 0;
+        for i in 0..8 {
+            let instance = if i % 2 == 0 { &a } else { &b };
+            let d = instance.count(&day, &key, 1).await.unwrap();
+            if d.allowed {
+                allowed += 1;
+                assert_eq!(d.remaining, 5 - allowed);
+            } else {
+                assert_eq!(d.remaining, 0);
+                // Until the UTC day turns, on the server's clock: at most a day, never zero.
+                assert!(
+                    d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_secs(86_400)
+                );
+                assert_eq!(d.retry_after, d.reset);
+            }
+        }
+        assert_eq!(allowed, 5, "two instances, one count");
+        // The counter holds "<day>:<used>", and expires when the day ends.
+        let mut plain = plain().await;
+        let stored: String = redis::cmd("GET")
+            .arg(a.bucket("q", "day", &key))
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        assert!(stored.ends_with(":5"), "{stored}");
+        let ttl = pttl(&mut plain, &(prefix.clone() + ":q:day:" + &key)).await;
+        assert!(ttl > 0 && ttl <= 86_400_001, "{ttl}");
+        // A count of an earlier day reads as nothing used.
+        let _: () = redis::cmd("SET")
+            .arg(a.bucket("q", "day", "old"))
+            .arg("1:5")
+            .query_async(&mut plain)
+            .await
+            .unwrap();
+        let fresh = a.count(&day, "old", 1).await.unwrap();
+        assert!(fresh.allowed);
+        assert_eq!(fresh.remaining, 4);
+        // A cost beyond the quota is refused whole.
+        let too_big = a.count(&day, "big", u32::MAX).await.unwrap();
+        assert!(!too_big.allowed);
+        assert_eq!(too_big.remaining, 5);
     }
 }

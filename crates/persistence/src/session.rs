@@ -14,7 +14,7 @@ use bulwark_domain::session::{
     NewSession, RefreshTokenHash, RevocationReason, Rotation, SessionInfo, SessionPolicy,
     SessionPrincipal, SessionStore, SessionStoreError,
 };
-use bulwark_domain::user::Role;
+use bulwark_domain::user::{Plan, Role};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -40,6 +40,11 @@ fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> Session
 #[derive(Debug, thiserror::Error)]
 #[error("user {0} has a role the domain does not know")]
 struct UnknownRole(Uuid);
+
+/// A `users.plan` value the domain does not know (the column's check makes it impossible).
+#[derive(Debug, thiserror::Error)]
+#[error("user {0} has a plan the domain does not know")]
+struct UnknownPlan(Uuid);
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
@@ -187,7 +192,7 @@ impl SessionStore for PgSessionStore {
     ) -> Result<Option<SessionPrincipal>, SessionStoreError> {
         let row = sqlx::query!(
             r#"
-            select s.user_id, u.role, s.created_at,
+            select s.user_id, u.role, u.plan, s.created_at,
                    exists (select 1 from mfa_totp m where m.user_id = u.id and m.enabled_at is not null) as "mfa_enabled!"
             from sessions s join users u on u.id = s.user_id
             where s.id = $1 and s.revoked_at is null and s.expires_at > now() and s.idle_expires_at > now()
@@ -205,6 +210,7 @@ impl SessionStore for PgSessionStore {
                     .ok_or_else(|| store_error(UnknownRole(r.user_id)))?,
                 authenticated_at: r.created_at,
                 mfa_enabled: r.mfa_enabled,
+                plan: Plan::parse(&r.plan).ok_or_else(|| store_error(UnknownPlan(r.user_id)))?,
             })
         })
         .transpose()

@@ -332,6 +332,7 @@ async fn the_listing_agrees_with_document_access_for_every_reader_and_document()
         authenticated_at: OffsetDateTime::now_utc(),
         credential: bulwark_domain::context::Credential::Session,
         role_withheld: false,
+        plan: bulwark_domain::user::Plan::Free,
     });
 
     for actor in actors {

@@ -158,6 +158,12 @@ async fn run_all(
     bulwark_web::rate_limit::charge(req, extra)
         .await
         .map_err(|refusal| *refusal)?;
+    // The daily quota counts operations: the middleware counted the request as one, a batch of n
+    // counts n.
+    let more = u32::try_from(operations.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    bulwark_web::rate_limit::count_extra(req, more)
+        .await
+        .map_err(|refusal| *refusal)?;
     let mut responses = Vec::with_capacity(prepared.len());
     for operation in prepared {
         responses.push(run(schema, operation).await);

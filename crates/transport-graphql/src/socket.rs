@@ -65,6 +65,10 @@ impl Gatekeeper for DomainGatekeeper {
     async fn still_live(&self, actor: &Actor) -> bool {
         self.0.still_live(actor).await
     }
+
+    async fn count_message(&self, actor: &Actor) -> Result<(), std::time::Duration> {
+        self.0.count_message(actor).await
+    }
 }
 
 /// [`Operations`] over the schema: the same armour as `POST /graphql`, subscriptions only.
@@ -163,10 +167,12 @@ pub async fn graphql_socket(
         .map_err(|_| bad_request("Not a WebSocket upgrade request."))?;
     let stream = stream.max_frame_size(state.settings.max_frame_bytes);
     let settings = state.settings.clone();
-    let gate = DomainGatekeeper(SessionGate {
-        auth: state.auth.clone(),
-        connections: state.connections.clone(),
-    });
+    let gate = DomainGatekeeper(SessionGate::of(
+        &req,
+        state.auth.clone(),
+        state.connections.clone(),
+        "/graphql/ws",
+    ));
     let operations = SchemaOperations {
         schema: schema.get_ref().clone(),
         limits: *limits.get_ref(),

@@ -104,6 +104,10 @@ pub trait Gatekeeper: Send + Sync {
 
     /// Whether the actor's session is still live (before every `next` and on every heartbeat).
     async fn still_live(&self, actor: &Actor) -> bool;
+
+    /// Counts one `subscribe` toward the user's daily request quota (the same count as REST and
+    /// GraphQL over HTTP). `Err`: used up, renewing after this long.
+    async fn count_message(&self, actor: &Actor) -> Result<(), Duration>;
 }
 
 /// Runs operations for the protocol.
@@ -456,6 +460,16 @@ where
                     self.settings.max_subscriptions
                 ),
                 "extensions": { "code": "RATE_LIMITED" },
+            }]);
+            return self
+                .send_json(&json!({"id": id, "type": "error", "payload": errors}))
+                .await;
+        }
+        // Each operation is a request of the day's quota, counted before it is parsed or run.
+        if let Err(retry_after) = self.gate.count_message(actor).await {
+            let errors = json!([{
+                "message": "Your plan's requests for today are used up; they renew at midnight UTC.",
+                "extensions": { "code": "QUOTA_EXCEEDED", "retryAfter": retry_after.as_secs() },
             }]);
             return self
                 .send_json(&json!({"id": id, "type": "error", "payload": errors}))

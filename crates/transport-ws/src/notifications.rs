@@ -176,6 +176,10 @@ pub trait Gatekeeper: Send + Sync {
     /// every event (the domain's `DocumentService::may_hear`: the read policy, not audited, and a
     /// deletion — which cannot be re-read — only for the owner and those who read everything).
     async fn may_hear(&self, actor: &Actor, notification: &Notification) -> bool;
+
+    /// Counts one message of the client toward its user's daily request quota (the same count as
+    /// REST and GraphQL). `Err`: used up, renewing after this long.
+    async fn count_message(&self, actor: &Actor) -> Result<(), Duration>;
 }
 
 /// The limits and timers of one connection.
@@ -331,6 +335,7 @@ enum ErrorCode {
     BadRequest,
     Forbidden,
     TooManySubscriptions,
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -339,6 +344,7 @@ impl ErrorCode {
             Self::BadRequest => "BAD_REQUEST",
             Self::Forbidden => "FORBIDDEN",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
         }
     }
 
@@ -473,6 +479,13 @@ where
     /// One JSON message from an authenticated client. Whatever it is, it gets one answer and the
     /// connection stays.
     async fn on_message(&mut self, actor: &Actor, text: &str) -> Result<(), End> {
+        // Every message is a request of the day's quota; over it, each gets an error and the
+        // connection stays (events, which the client did not ask for, still arrive).
+        if let Err(retry_after) = self.gate.count_message(actor).await {
+            let mut reply = ErrorCode::QuotaExceeded.message(None);
+            reply["retry_after"] = json!(retry_after.as_secs());
+            return self.send_json(&reply).await;
+        }
         let reply = match serde_json::from_str::<ClientMessage>(text) {
             Ok(ClientMessage::Subscribe { topic }) => self.subscribe(actor, &topic).await,
             Ok(ClientMessage::Unsubscribe { topic }) => self.unsubscribe(&topic),
@@ -635,6 +648,7 @@ mod tests {
             authenticated_at: OffsetDateTime::UNIX_EPOCH,
             credential: Credential::Session,
             role_withheld: false,
+            plan: bulwark_domain::user::Plan::Free,
         }
     }
 
@@ -665,6 +679,8 @@ mod tests {
         still_live_calls: AtomicUsize,
         may_read_calls: AtomicUsize,
         admit_calls: AtomicUsize,
+        /// Requests left in the day's quota.
+        quota_left: AtomicUsize,
     }
 
     impl FakeGate {
@@ -684,6 +700,7 @@ mod tests {
                 still_live_calls: AtomicUsize::new(0),
                 may_read_calls: AtomicUsize::new(0),
                 admit_calls: AtomicUsize::new(0),
+                quota_left: AtomicUsize::new(usize::MAX),
             })
         }
 
@@ -753,6 +770,16 @@ mod tests {
             assert_eq!(*actor, the_actor());
             self.still_live_calls.fetch_add(1, Ordering::SeqCst);
             self.live.load(Ordering::SeqCst)
+        }
+
+        async fn count_message(&self, actor: &Actor) -> Result<(), Duration> {
+            assert_eq!(*actor, the_actor());
+            self.quota_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .map(|_| ())
+                .map_err(|_| Duration::from_secs(3600))
         }
 
         async fn may_read(&self, actor: &Actor, topic: &Topic) -> bool {
@@ -1274,6 +1301,31 @@ mod tests {
                 "data": {},
             })
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_daily_quota_each_message_is_refused_and_the_events_still_arrive() {
+        let (topic, other) = (document(1), document(2));
+        let mut client = Client::subscribed_to(topic).await;
+        client.gate.allow(other);
+        // The subscribe above used one; one more is left.
+        client.gate.quota_left.store(1, Ordering::SeqCst);
+        client.subscribe(other);
+        assert_eq!(client.next_json().await, subscribed(other));
+        client.subscribe(other);
+        assert_eq!(
+            client.next_json().await,
+            json!({ "type": "error", "code": "QUOTA_EXCEEDED", "retry_after": 3600 })
+        );
+        client.send_json(&json!({ "type": "unsubscribe", "topic": topic.to_string() }));
+        assert_eq!(
+            client.next_json().await["code"],
+            "QUOTA_EXCEEDED",
+            "an unsubscribe counts too, and is refused"
+        );
+        // Events are not requests: the subscriptions made keep delivering.
+        client.publish(topic, "document.updated", Some(5));
+        assert_eq!(client.next_json().await, updated(topic, 5));
     }
 
     #[tokio::test(start_paused = true)]

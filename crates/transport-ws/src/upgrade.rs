@@ -76,6 +76,10 @@ impl Gatekeeper for DomainGatekeeper {
         self.sessions.still_live(actor).await
     }
 
+    async fn count_message(&self, actor: &Actor) -> Result<(), std::time::Duration> {
+        self.sessions.count_message(actor).await
+    }
+
     async fn may_read(&self, actor: &Actor, topic: &Topic) -> bool {
         match topic {
             // The same decision as `GET /documents/{id}` (and audited the same way when refused).
@@ -130,16 +134,19 @@ pub async fn notifications_socket(
     })?;
     let stream = stream.max_frame_size(state.settings.max_frame_bytes);
     let state = state.get_ref().clone();
+    let gate = SessionGate::of(
+        &req,
+        state.auth.clone(),
+        state.connections.clone(),
+        "/api/v1/ws",
+    );
     let events = (state.subscribe)();
     // The connection's logs carry the upgrade request's span (its request id).
     let span = tracing::Span::current();
     actix_web::rt::spawn(tracing::Instrument::instrument(
         async move {
             let settings = state.settings.clone();
-            let sessions = SessionGate {
-                auth: state.auth.clone(),
-                connections: state.connections.clone(),
-            };
+            let sessions = gate;
             let gate = DomainGatekeeper {
                 sessions,
                 state,

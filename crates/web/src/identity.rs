@@ -170,6 +170,20 @@ pub fn quota_exceeded(kind: bulwark_domain::quota::QuotaKind) -> ProblemError {
     ))
 }
 
+/// 429 `quota-exceeded`: the plan's requests for today are used up; `Retry-After` says when the
+/// UTC day turns.
+#[must_use]
+pub fn daily_quota_exceeded(retry_after: Duration) -> ProblemError {
+    let seconds = bulwark_domain::rate_limit::ceil_secs(retry_after).max(1);
+    ProblemError::new(Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        types::QUOTA_EXCEEDED,
+        "Quota exceeded",
+        "Your plan's requests for today are used up; they renew at midnight UTC (see Retry-After).",
+    ))
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
 /// 429 with `Retry-After` for a capped flow (too many of something lately).
 #[must_use]
 pub fn rate_limited(retry_after: Duration) -> ProblemError {

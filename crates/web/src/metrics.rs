@@ -26,7 +26,29 @@ pub const BUCKETS: [f64; 11] = [
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-type Gauge = Box<dyn Fn() -> f64 + Send + Sync>;
+/// One label (name and value, both fixed text of ours), or none.
+pub type Label = Option<(&'static str, &'static str)>;
+
+/// A family's samples, read when scraped.
+type Samples = Box<dyn Fn() -> Vec<(Label, f64)> + Send + Sync>;
+
+/// What a family read at scrape time is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only ever goes up (Prometheus takes its `rate`/`increase`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
 
 /// The service's metrics. Cheap to clone: clones share the counts.
 #[derive(Clone, Default)]
@@ -39,7 +61,8 @@ struct Inner {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     latency: Mutex<BTreeMap<(String, &'static str), Histogram>>,
     rate_limited: Mutex<BTreeMap<&'static str, u64>>,
-    gauges: Mutex<Vec<(&'static str, &'static str, Gauge)>>,
+    websocket_messages: Mutex<BTreeMap<&'static str, u64>>,
+    families: Mutex<Vec<(&'static str, &'static str, Kind, Samples)>>,
 }
 
 #[derive(Default, Clone)]
@@ -99,6 +122,13 @@ impl Metrics {
         *lock(&self.inner.rate_limited).entry(policy).or_default() += 1;
     }
 
+    /// Counts one message a client sent over a socket (`endpoint`: one of ours).
+    pub fn websocket_message(&self, endpoint: &'static str) {
+        *lock(&self.inner.websocket_messages)
+            .entry(endpoint)
+            .or_default() += 1;
+    }
+
     /// A gauge read at every scrape (`name` and `help` are fixed text of ours).
     pub fn gauge(
         &self,
@@ -106,7 +136,19 @@ impl Metrics {
         help: &'static str,
         read: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
-        lock(&self.inner.gauges).push((name, help, Box::new(read)));
+        self.family(name, help, Kind::Gauge, move || vec![(None, read())]);
+    }
+
+    /// A family of samples read at every scrape, each with at most one label — counters kept
+    /// elsewhere (the abuse watch's) are exposed this way.
+    pub fn family(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        read: impl Fn() -> Vec<(Label, f64)> + Send + Sync + 'static,
+    ) {
+        lock(&self.inner.families).push((name, help, kind, Box::new(read)));
     }
 
     /// Requests counted so far for a route template and status (for tests).
@@ -165,10 +207,27 @@ impl Metrics {
         for (policy, n) in lock(&self.inner.rate_limited).iter() {
             let _ = writeln!(out, "bulwark_rate_limited_total{{policy=\"{policy}\"}} {n}");
         }
-        for (name, help, read) in lock(&self.inner.gauges).iter() {
+        out.push_str("# HELP bulwark_websocket_messages_total Messages clients sent over the WebSockets, by endpoint.\n");
+        out.push_str("# TYPE bulwark_websocket_messages_total counter\n");
+        for (endpoint, n) in lock(&self.inner.websocket_messages).iter() {
+            let _ = writeln!(
+                out,
+                "bulwark_websocket_messages_total{{endpoint=\"{endpoint}\"}} {n}"
+            );
+        }
+        for (name, help, kind, read) in lock(&self.inner.families).iter() {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {}", read());
+            let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
+            for (label, value) in read() {
+                match label {
+                    Some((key, v)) => {
+                        let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {value}", escape(v));
+                    }
+                    None => {
+                        let _ = writeln!(out, "{name} {value}");
+                    }
+                }
+            }
         }
         out
     }
@@ -212,6 +271,13 @@ mod tests {
         metrics.observe_request("unmatched", "BREW", 404, 0.001);
         metrics.rate_limited("ip");
         metrics.gauge("bulwark_test_gauge", "A test gauge.", || 7.0);
+        metrics.family(
+            "bulwark_test_total",
+            "A test counter.",
+            Kind::Counter,
+            || vec![(Some(("rule", "a\"b")), 2.0), (None, 3.0)],
+        );
+        metrics.websocket_message("/graphql/ws");
         let text = metrics.render();
         assert!(text.contains(
             "bulwark_http_requests_total{route=\"/api/v1/documents/{id}\",method=\"GET\",status=\"200\"} 2\n"
@@ -229,6 +295,16 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE bulwark_test_gauge gauge\nbulwark_test_gauge 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE bulwark_test_total counter\nbulwark_test_total{rule=\"a\\\"b\"} 2\nbulwark_test_total 3\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bulwark_websocket_messages_total{endpoint=\"/graphql/ws\"} 1\n"),
             "{text}"
         );
         assert_eq!(metrics.requests("/api/v1/documents/{id}", 200), 2);

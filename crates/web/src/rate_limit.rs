@@ -9,6 +9,15 @@
 //! - [`per_principal`] runs after it, keyed by the user (sessions) or the API key, so one account
 //!   cannot escape its limit from many addresses.
 //!
+//! - The **daily request quota** of the caller's plan (`free` or `pro`) is counted in
+//!   [`per_principal`] too, once per request, per *user* — an API key's requests count toward its
+//!   owner's day — and the sockets count each message a client sends through
+//!   [`count_daily`]: one count across REST, GraphQL and WebSocket. It is a calendar count that
+//!   renews at midnight UTC (not a trickle like GCRA); over it, 429 problem+json with the type
+//!   `quota-exceeded` and `Retry-After` until midnight. The account's own security
+//!   (`/api/v1/auth/*`: logout, sessions, MFA, API keys; the password change) is never counted:
+//!   a user who has used up the day can still lock a thief out.
+//!
 //! Neither key holds the path, so `/login/`, `//login`, `/LOGIN` or `;x` variants never reach a
 //! fresh bucket. Every limited response carries the IETF draft headers — `RateLimit-Policy:
 //! "ip";q=600;w=60` and `RateLimit: "ip";r=599;t=1`, one item per policy that applied — and a
@@ -29,10 +38,14 @@ use actix_web::web;
 use async_trait::async_trait;
 use bulwark_domain::context::{Actor, Credential};
 use bulwark_domain::error::Unexpected;
-use bulwark_domain::rate_limit::{Decision, RateLimiter, RatePolicy, gcra};
+use bulwark_domain::quota::PlanLimits;
+use bulwark_domain::rate_limit::{
+    Decision, RateLimiter, RatePolicy, calendar_window, fixed_window, gcra,
+};
+use bulwark_domain::user::Plan;
 
 use crate::ProblemError;
-use crate::identity::rate_limited;
+use crate::identity::{daily_quota_exceeded, rate_limited};
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -51,8 +64,42 @@ pub struct RateLimits {
     /// of the general one; the template (not the raw path) is the key, so no spelling of the
     /// path reaches a fresh bucket.
     pub routes: Vec<(&'static str, RatePolicy)>,
+    /// The daily request quotas of the plans.
+    pub quotas: DailyQuotas,
     /// Where the decisions are taken.
     pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// The daily request quota of each plan: a policy named `day` with a one-day window (so the
+/// headers read `"day";q=10000;w=86400`).
+#[derive(Debug, Clone)]
+pub struct DailyQuotas {
+    free: RatePolicy,
+    pro: RatePolicy,
+}
+
+impl DailyQuotas {
+    /// The name of the quota policy in the headers and the store.
+    pub const NAME: &'static str = "day";
+
+    /// From the plans' limits.
+    #[must_use]
+    pub fn new(limits: &PlanLimits) -> Self {
+        let day = std::time::Duration::from_secs(86_400);
+        Self {
+            free: RatePolicy::new(Self::NAME, limits.free.requests_per_day, day),
+            pro: RatePolicy::new(Self::NAME, limits.pro.requests_per_day, day),
+        }
+    }
+
+    /// The policy of a plan.
+    #[must_use]
+    pub const fn of(&self, plan: Plan) -> &RatePolicy {
+        match plan {
+            Plan::Free => &self.free,
+            Plan::Pro => &self.pro,
+        }
+    }
 }
 
 /// The routes limited more strictly per client IP, and which of the two policies applies: the
@@ -87,6 +134,7 @@ impl RateLimits {
         principal: RatePolicy,
         auth: &RatePolicy,
         upgrade: &RatePolicy,
+        quotas: DailyQuotas,
         limiter: Arc<dyn RateLimiter>,
     ) -> Self {
         let routes = STRICT_ROUTES
@@ -103,6 +151,7 @@ impl RateLimits {
             ip,
             principal,
             routes,
+            quotas,
             limiter,
         }
     }
@@ -141,16 +190,67 @@ fn exempt(req: &ServiceRequest) -> bool {
     req.path().starts_with("/health/")
 }
 
+/// Routes the daily quota never counts (by template): the account's own security.
+fn quota_exempt(pattern: Option<&str>) -> bool {
+    pattern.is_some_and(|p| p.starts_with("/api/v1/auth/") || p == "/api/v1/users/me/password")
+}
+
+/// The key of a user's daily count (whatever credential the request carried).
+fn quota_key(actor: &Actor) -> String {
+    format!("user:{}", actor.user_id)
+}
+
+/// Counts `cost` requests toward the actor's daily quota: `Ok` with the decision (None when the
+/// store could not answer: let through and logged, as for the limits), `Err` with the refusal.
+///
+/// # Errors
+/// The decision, when the day's quota is used up.
+pub async fn count_daily(
+    limits: &RateLimits,
+    actor: &Actor,
+    cost: u32,
+) -> Result<Option<Decision>, Decision> {
+    let policy = limits.quotas.of(actor.plan);
+    match limits.limiter.count(policy, &quota_key(actor), cost).await {
+        Ok(decision) if decision.allowed => Ok(Some(decision)),
+        Ok(decision) => {
+            tracing::info!(plan = actor.plan.as_str(), "daily request quota used up");
+            Err(decision)
+        }
+        Err(error) => {
+            tracing::warn!(error = ?error, "quota store unavailable; request let through");
+            Ok(None)
+        }
+    }
+}
+
+/// The 429 `quota-exceeded` of a refused daily count, with its headers.
+#[must_use]
+pub fn quota_refusal(policy: &RatePolicy, decision: &Decision) -> ProblemError {
+    let retry = std::time::Duration::from_secs(decision.retry_after_secs());
+    let mut refusal = daily_quota_exceeded(retry);
+    if let (Some(p), Some(r)) = (
+        header_value(&policy.header_item()),
+        header_value(&decision.header_item(policy)),
+    ) {
+        refusal = refusal
+            .with_header(RATELIMIT_POLICY, p)
+            .with_header(RATELIMIT, r);
+    }
+    refusal
+}
+
 /// Asks the limiter; a limiter that cannot answer lets the request through (and logs it): the
 /// general limits protect capacity, and refusing everyone because the store is down would turn
 /// an outage of the store into an outage of the API.
 async fn decide(
     limits: &RateLimits,
+    question: Question,
     policy: &RatePolicy,
     key: &str,
     cost: u32,
 ) -> Option<Decision> {
-    match limits.limiter.check(policy, key, cost).await {
+    match question.ask(&*limits.limiter, policy, key, cost).await {
         Ok(decision) => Some(decision),
         Err(error) => {
             tracing::warn!(error = ?error, policy = policy.name, "rate limiter unavailable; request let through");
@@ -181,26 +281,36 @@ fn count_refusal(req: &actix_web::HttpRequest, policy: &RatePolicy) {
     }
 }
 
-/// The 429 of a refusal under `policy`.
+/// The 429 of a refusal under `policy`: `rate-limited`, or `quota-exceeded` for the daily quota.
 fn refuse<B>(
     req: ServiceRequest,
+    question: Question,
     policy: &RatePolicy,
     decision: &Decision,
 ) -> ServiceResponse<EitherBody<B>> {
-    tracing::info!(policy = policy.name, "rate limited");
     count_refusal(req.request(), policy);
-    let retry = std::time::Duration::from_secs(decision.retry_after_secs());
-    let mut res = req
-        .error_response(rate_limited(retry))
-        .map_into_right_body();
-    annotate(&mut res, policy, decision);
+    let problem = match question {
+        Question::Rate => {
+            tracing::info!(policy = policy.name, "rate limited");
+            let retry = std::time::Duration::from_secs(decision.retry_after_secs());
+            rate_limited(retry)
+        }
+        Question::Quota => quota_refusal(policy, decision),
+    };
+    let mut res = req.error_response(problem).map_into_right_body();
+    if matches!(question, Question::Rate) {
+        annotate(&mut res, policy, decision);
+    }
     res
 }
+
+/// One decision a request needs: which question, under which policy, for which key.
+type Check = (Question, RatePolicy, String);
 
 async fn limited<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,
-    pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Vec<(RatePolicy, String)>,
+    pick: impl FnOnce(&ServiceRequest, &RateLimits) -> Vec<Check>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     // A reference-counted handle, not a copy of the policies, per request.
     let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
@@ -210,12 +320,12 @@ async fn limited<B: MessageBody>(
             .map(ServiceResponse::map_into_left_body);
     };
     let mut allowed = Vec::new();
-    for (policy, key) in pick(&req, &limits) {
-        let Some(decision) = decide(&limits, &policy, &key, 1).await else {
+    for (question, policy, key) in pick(&req, &limits) {
+        let Some(decision) = decide(&limits, question, &policy, &key, 1).await else {
             continue;
         };
         if !decision.allowed {
-            return Ok(refuse(req, &policy, &decision));
+            return Ok(refuse(req, question, &policy, &decision));
         }
         allowed.push((policy, decision));
     }
@@ -247,7 +357,7 @@ pub async fn charge(req: &actix_web::HttpRequest, extra: u32) -> Result<(), Box<
         charges.push((limits.principal.clone(), principal_key(&actor)));
     }
     for (policy, key) in charges {
-        let Some(decision) = decide(limits, &policy, &key, extra).await else {
+        let Some(decision) = decide(limits, Question::Rate, &policy, &key, extra).await else {
             continue;
         };
         if !decision.allowed {
@@ -282,18 +392,20 @@ pub async fn per_ip(
             return Vec::new();
         };
         let key = ip_key(ip);
-        let mut checks = vec![(limits.ip.clone(), key.clone())];
+        let mut checks = vec![(Question::Rate, limits.ip.clone(), key.clone())];
         if let Some(pattern) = req.match_pattern()
             && let Some(policy) = limits.strict(&pattern)
         {
-            checks.push((policy.clone(), format!("{}:{pattern}:{key}", policy.name)));
+            let strict = format!("{}:{pattern}:{key}", policy.name);
+            checks.push((Question::Rate, policy.clone(), strict));
         }
         checks
     })
     .await
 }
 
-/// The per-user / per-key limit (after authentication; anonymous requests pass untouched here).
+/// The per-user / per-key limit and the daily quota (after authentication; anonymous requests
+/// pass untouched here).
 ///
 /// # Errors
 /// Only what the inner service returns.
@@ -302,12 +414,51 @@ pub async fn per_principal(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     limited(req, next, |req, limits| {
-        req.extensions()
-            .get::<Actor>()
-            .map(|actor| vec![(limits.principal.clone(), principal_key(actor))])
-            .unwrap_or_default()
+        let Some(actor) = req.extensions().get::<Actor>().copied() else {
+            return Vec::new();
+        };
+        let mut checks = vec![(
+            Question::Rate,
+            limits.principal.clone(),
+            principal_key(&actor),
+        )];
+        if !quota_exempt(req.match_pattern().as_deref()) {
+            let quota = limits.quotas.of(actor.plan).clone();
+            checks.push((Question::Quota, quota, quota_key(&actor)));
+        }
+        checks
     })
     .await
+}
+
+/// Counts `extra` requests beyond the one the middleware counted toward the caller's daily quota
+/// (a GraphQL batch of n operations counts n).
+///
+/// # Errors
+/// 429 `quota-exceeded` when the day's quota is used up.
+pub async fn count_extra(
+    req: &actix_web::HttpRequest,
+    extra: u32,
+) -> Result<(), Box<ProblemError>> {
+    let (Some(limits), Some(actor)) = (
+        req.app_data::<web::Data<RateLimits>>(),
+        req.extensions().get::<Actor>().copied(),
+    ) else {
+        return Ok(());
+    };
+    if extra == 0 || quota_exempt(req.match_pattern().as_deref()) {
+        return Ok(());
+    }
+    match count_daily(limits, &actor, extra).await {
+        Ok(_) => Ok(()),
+        Err(decision) => {
+            count_refusal(req, limits.quotas.of(actor.plan));
+            Err(Box::new(quota_refusal(
+                limits.quotas.of(actor.plan),
+                &decision,
+            )))
+        }
+    }
 }
 
 /// The in-process limiter: one GCRA state per key, in memory. Exact for one instance; with
@@ -328,6 +479,8 @@ pub struct LocalRateLimiter {
 #[derive(Debug, Default)]
 struct State {
     tats: HashMap<String, u64>,
+    /// The daily quotas' counts: (calendar window, used in it).
+    counts: HashMap<String, (u64, u64)>,
     sweep_at: usize,
     last_sweep: Option<u64>,
 }
@@ -341,6 +494,7 @@ impl LocalRateLimiter {
             max_keys: max_keys.max(1),
             state: Mutex::new(State {
                 tats: HashMap::new(),
+                counts: HashMap::new(),
                 sweep_at: 1024,
                 last_sweep: None,
             }),
@@ -354,11 +508,8 @@ impl LocalRateLimiter {
     /// Keys currently remembered (for tests and metrics).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tats
-            .len()
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.tats.len() + state.counts.len()
     }
 
     /// Whether no key is remembered.
@@ -396,6 +547,48 @@ impl LocalRateLimiter {
         }
         decision
     }
+
+    /// The fixed-window count at an explicit instant (microseconds since the Unix epoch: the
+    /// calendar decides when a window turns). At `max_keys` remembered counts, those of windows
+    /// that have ended are dropped; if none has, a key not yet remembered is refused, as above.
+    pub fn count_at(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+        unix_micros: u64,
+    ) -> Decision {
+        let (window, left) = calendar_window(policy, unix_micros);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let used = state
+            .counts
+            .get(key)
+            .filter(|(at, _)| *at == window)
+            .map_or(0, |(_, used)| *used);
+        let (decision, spent) = fixed_window(policy, used, left, cost);
+        if let Some(spent) = spent {
+            if !state.counts.contains_key(key) && state.counts.len() >= self.max_keys {
+                state.counts.retain(|_, (at, _)| *at == window);
+                if state.counts.len() >= self.max_keys {
+                    tracing::warn!(keys = self.max_keys, "quota counter full; request refused");
+                    return Decision {
+                        allowed: false,
+                        remaining: 0,
+                        reset: std::time::Duration::from_micros(left),
+                        retry_after: std::time::Duration::from_secs(1),
+                    };
+                }
+            }
+            state.counts.insert(key.to_owned(), (window, spent));
+        }
+        decision
+    }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[async_trait]
@@ -407,6 +600,39 @@ impl RateLimiter for LocalRateLimiter {
         cost: u32,
     ) -> Result<Decision, Unexpected> {
         Ok(self.check_at(policy, key, cost, self.now_micros()))
+    }
+
+    async fn count(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        Ok(self.count_at(policy, key, cost, unix_micros()))
+    }
+}
+
+/// The two questions a limiter answers.
+#[derive(Debug, Clone, Copy)]
+enum Question {
+    /// A GCRA rate limit ([`RateLimiter::check`]).
+    Rate,
+    /// A calendar quota ([`RateLimiter::count`]).
+    Quota,
+}
+
+impl Question {
+    async fn ask(
+        self,
+        limiter: &dyn RateLimiter,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        match self {
+            Self::Rate => limiter.check(policy, key, cost).await,
+            Self::Quota => limiter.count(policy, key, cost).await,
+        }
     }
 }
 
@@ -459,28 +685,27 @@ impl FallbackLimiter {
 
     async fn locally(
         &self,
+        question: Question,
         policy: &RatePolicy,
         key: &str,
         cost: u32,
     ) -> Result<Decision, Unexpected> {
         self.fallbacks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.local.check(policy, key, cost).await
+        question.ask(&self.local, policy, key, cost).await
     }
-}
 
-#[async_trait]
-impl RateLimiter for FallbackLimiter {
-    async fn check(
+    async fn decide(
         &self,
+        question: Question,
         policy: &RatePolicy,
         key: &str,
         cost: u32,
     ) -> Result<Decision, Unexpected> {
         if !self.shared_due() {
-            return self.locally(policy, key, cost).await;
+            return self.locally(question, policy, key, cost).await;
         }
-        match self.shared.check(policy, key, cost).await {
+        match question.ask(&*self.shared, policy, key, cost).await {
             Ok(decision) => {
                 let was_down = self
                     .down_since
@@ -505,9 +730,30 @@ impl RateLimiter for FallbackLimiter {
                 if first {
                     tracing::warn!(error = ?error, "shared rate limiter unavailable; limiting in process until it is back");
                 }
-                self.locally(policy, key, cost).await
+                self.locally(question, policy, key, cost).await
             }
         }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for FallbackLimiter {
+    async fn check(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        self.decide(Question::Rate, policy, key, cost).await
+    }
+
+    async fn count(
+        &self,
+        policy: &RatePolicy,
+        key: &str,
+        cost: u32,
+    ) -> Result<Decision, Unexpected> {
+        self.decide(Question::Quota, policy, key, cost).await
     }
 }
 
@@ -542,6 +788,67 @@ mod tests {
             let limiter = inner.get_or_insert_with(|| LocalRateLimiter::new(1000));
             Ok(limiter.check_at(policy, key, cost, 0))
         }
+
+        async fn count(
+            &self,
+            policy: &RatePolicy,
+            key: &str,
+            cost: u32,
+        ) -> Result<Decision, Unexpected> {
+            use std::sync::atomic::Ordering;
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Unexpected::new("flaky", std::io::Error::other("down")));
+            }
+            let mut inner = self.inner.lock().unwrap();
+            let limiter = inner.get_or_insert_with(|| LocalRateLimiter::new(1000));
+            Ok(limiter.count_at(policy, key, cost, 0))
+        }
+    }
+
+    #[tokio::test]
+    async fn quotas_fall_back_like_limits_and_the_shared_count_decides_once_back() {
+        use std::sync::atomic::Ordering;
+        let shared = Arc::new(Flaky::default());
+        let limiter =
+            FallbackLimiter::new(shared.clone(), LocalRateLimiter::new(1000), Duration::ZERO);
+        let day = RatePolicy::new("day", 2, Duration::from_secs(86_400));
+        assert!(limiter.count(&day, "u", 1).await.unwrap().allowed);
+        shared.down.store(true, Ordering::SeqCst);
+        assert!(limiter.count(&day, "u", 1).await.unwrap().allowed);
+        assert!(limiter.count(&day, "u", 1).await.unwrap().allowed);
+        assert!(
+            !limiter.count(&day, "u", 1).await.unwrap().allowed,
+            "the local count holds"
+        );
+        shared.down.store(false, Ordering::SeqCst);
+        assert!(limiter.count(&day, "u", 1).await.unwrap().allowed);
+        assert!(!limiter.count(&day, "u", 1).await.unwrap().allowed);
+        assert_eq!(limiter.fallbacks(), 3);
+    }
+
+    #[test]
+    fn the_local_quota_count_turns_with_the_calendar_window_and_stays_bounded() {
+        const DAY: u64 = 86_400 * 1_000_000;
+        let limiter = LocalRateLimiter::new(2);
+        let day = RatePolicy::new("day", 2, Duration::from_secs(86_400));
+        let noon = 10 * DAY + DAY / 2;
+        assert!(limiter.count_at(&day, "a", 1, noon).allowed);
+        let last = limiter.count_at(&day, "a", 1, noon + 1);
+        assert!(last.allowed);
+        assert_eq!(last.remaining, 0);
+        let refused = limiter.count_at(&day, "a", 1, noon + 2);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs(), 43_200, "until midnight UTC");
+        assert!(
+            limiter.count_at(&day, "a", 1, 11 * DAY).allowed,
+            "a new day"
+        );
+        // Full: a third key is refused while both counts are of today, admitted once they are not.
+        assert!(limiter.count_at(&day, "b", 1, 11 * DAY).allowed);
+        assert!(!limiter.count_at(&day, "c", 1, 11 * DAY).allowed);
+        assert!(limiter.count_at(&day, "c", 1, 12 * DAY).allowed);
+        assert!(limiter.len() <= 2);
     }
 
     #[tokio::test]

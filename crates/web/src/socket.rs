@@ -172,6 +172,12 @@ pub struct SessionGate {
     pub auth: bulwark_domain::auth::AuthService,
     /// Open sockets per user (one count for both endpoints).
     pub connections: crate::connections::ConnectionCounter,
+    /// The daily request quotas (None: not counted — tests without the limits registered).
+    pub limits: Option<actix_web::web::Data<crate::rate_limit::RateLimits>>,
+    /// Where messages are counted (None: not counted).
+    pub metrics: Option<actix_web::web::Data<crate::metrics::Metrics>>,
+    /// The endpoint, as the metrics label (`/api/v1/ws`, `/graphql/ws`).
+    pub endpoint: &'static str,
 }
 
 impl SessionGate {
@@ -195,6 +201,50 @@ impl SessionGate {
     /// Whether the session is still live, its user's, and acting with the same role.
     pub async fn still_live(&self, actor: &Actor) -> bool {
         self.auth.still_live(actor).await
+    }
+
+    /// Counts one message the client sent: in the metrics, and toward its user's daily request
+    /// quota — the same count as REST and GraphQL requests.
+    ///
+    /// # Errors
+    /// The day's quota is used up: how long until it renews.
+    pub async fn count_message(&self, actor: &Actor) -> Result<(), Duration> {
+        if let Some(metrics) = &self.metrics {
+            metrics.websocket_message(self.endpoint);
+        }
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        match crate::rate_limit::count_daily(limits, actor, 1).await {
+            Ok(_) => Ok(()),
+            Err(decision) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.rate_limited(crate::rate_limit::DailyQuotas::NAME);
+                }
+                Err(Duration::from_secs(decision.retry_after_secs()))
+            }
+        }
+    }
+
+    /// The gate of a socket upgraded by `req`, with what the app registered.
+    #[must_use]
+    pub fn of(
+        req: &actix_web::HttpRequest,
+        auth: bulwark_domain::auth::AuthService,
+        connections: crate::connections::ConnectionCounter,
+        endpoint: &'static str,
+    ) -> Self {
+        Self {
+            auth,
+            connections,
+            limits: req
+                .app_data::<actix_web::web::Data<crate::rate_limit::RateLimits>>()
+                .cloned(),
+            metrics: req
+                .app_data::<actix_web::web::Data<crate::metrics::Metrics>>()
+                .cloned(),
+            endpoint,
+        }
     }
 }
 

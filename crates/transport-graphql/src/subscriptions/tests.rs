@@ -29,6 +29,7 @@ fn the_actor() -> Actor {
         authenticated_at: OffsetDateTime::UNIX_EPOCH,
         credential: Credential::Session,
         role_withheld: false,
+        plan: bulwark_domain::user::Plan::Free,
     }
 }
 
@@ -56,6 +57,8 @@ struct FakeGate {
     connections: ConnectionCounter,
     still_live_calls: AtomicUsize,
     admit_calls: AtomicUsize,
+    /// Requests left in the day's quota.
+    quota_left: AtomicUsize,
 }
 
 impl FakeGate {
@@ -72,6 +75,7 @@ impl FakeGate {
             expiry: Mutex::new(Expiry::In(Duration::from_secs(3600))),
             connections: ConnectionCounter::new(max_per_user),
             still_live_calls: AtomicUsize::new(0),
+            quota_left: AtomicUsize::new(usize::MAX),
             admit_calls: AtomicUsize::new(0),
         })
     }
@@ -129,6 +133,16 @@ impl Gatekeeper for FakeGate {
         assert_eq!(*actor, the_actor());
         self.still_live_calls.fetch_add(1, Ordering::SeqCst);
         self.live.load(Ordering::SeqCst)
+    }
+
+    async fn count_message(&self, actor: &Actor) -> Result<(), Duration> {
+        assert_eq!(*actor, the_actor());
+        self.quota_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .map(|_| ())
+            .map_err(|_| Duration::from_secs(3600))
     }
 }
 
@@ -747,6 +761,35 @@ async fn a_refused_operation_gets_an_error_and_the_connection_stays_usable() {
     let feed = client.start("x", "q1").await;
     feed.send(json!({ "data": 1 })).unwrap();
     assert_eq!(client.next_json().await, next("x", &json!({ "data": 1 })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn over_the_daily_quota_an_operation_gets_quota_exceeded_and_never_starts() {
+    let mut client = Client::acknowledged().await;
+    client.gate.quota_left.store(1, Ordering::SeqCst);
+    let feed = client.start("a", "q1").await;
+
+    client.subscribe("b", "q2");
+
+    assert_eq!(
+        client.next_json().await,
+        json!({
+            "id": "b",
+            "type": "error",
+            "payload": [{
+                "message": "Your plan's requests for today are used up; they renew at midnight UTC.",
+                "extensions": { "code": "QUOTA_EXCEEDED", "retryAfter": 3600 },
+            }],
+        })
+    );
+    assert_eq!(
+        client.operations.payloads(),
+        [json!({ "query": "q1" })],
+        "the refused operation was never started"
+    );
+    // The running one is untouched, and the connection stays.
+    feed.send(json!({ "data": 1 })).unwrap();
+    assert_eq!(client.next_json().await, next("a", &json!({ "data": 1 })));
 }
 
 #[tokio::test(start_paused = true)]
