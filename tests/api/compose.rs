@@ -259,3 +259,47 @@ fn the_docker_context_excludes_build_output_and_local_secrets() {
         .any(|l| l.trim() == ".env*" || l.trim() == ".env.*");
     assert!(!excludes_env_files || text.lines().any(|l| l.trim() == "!.env.example"));
 }
+
+#[test]
+fn the_monitoring_profile_scrapes_the_private_metrics_listener_with_the_shipped_rules() {
+    let compose = compose();
+    let prometheus = service(&compose, "prometheus");
+    assert_eq!(
+        strings(&prometheus["profiles"]),
+        ["monitoring"],
+        "Prometheus is optional"
+    );
+    let volumes = strings(&prometheus["volumes"]);
+    for (file, inside) in [
+        ("prometheus.yml", "/etc/prometheus/prometheus.yml"),
+        ("alerts.yml", "/etc/prometheus/alerts.yml"),
+    ] {
+        assert!(repo().join("deploy/prometheus").join(file).is_file());
+        let mount = format!("./deploy/prometheus/{file}:{inside}:ro");
+        assert!(volumes.contains(&mount), "{mount} in {volumes:?}");
+    }
+
+    // The app's metrics listener is on the compose network only: its port is never published.
+    let app = service(&compose, "app");
+    let address = app["environment"]["METRICS_ADDR"].as_str().unwrap();
+    let port = address.rsplit(':').next().unwrap();
+    assert!(
+        strings(&app["ports"])
+            .iter()
+            .all(|published| !published.ends_with(&format!(":{port}"))),
+        "the metrics port is published"
+    );
+
+    let text = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).unwrap();
+    let config = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    assert_eq!(
+        strings(&config["rule_files"]),
+        ["/etc/prometheus/alerts.yml"]
+    );
+    let job = &config["scrape_configs"][0];
+    assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
+    assert_eq!(
+        strings(&job["static_configs"][0]["targets"]),
+        [format!("app:{port}")]
+    );
+}

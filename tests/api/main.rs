@@ -11,6 +11,7 @@
     missing_debug_implementations
 )]
 
+mod abuse;
 mod access;
 mod account;
 mod admin;

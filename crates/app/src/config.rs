@@ -146,6 +146,11 @@ pub struct Config {
     /// `METRICS_TOKEN`: the bearer token a Prometheus scraper sends to `GET /metrics` (unset: the
     /// route answers 404). At least 32 characters.
     pub metrics_token: Option<SecretString>,
+    /// `METRICS_ADDR`: a separate listener serving only `GET /metrics`, without a token — bind it
+    /// to an interface only the scraper reaches (unset: no such listener).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// When the abuse watch raises a security alert.
+    pub alerts: bulwark_domain::abuse::Thresholds,
     /// Access-token settings.
     pub tokens: TokenSettings,
     /// Logging.
@@ -213,6 +218,36 @@ fn rate_limit_settings(r: &mut Reader<'_>) -> RateLimitSettings {
                 .unwrap_or("bulwark")
                 .to_owned(),
         }),
+    }
+}
+
+/// Reads when the abuse watch alerts (`bulwark_domain::abuse`): events per `ALERT_WINDOW_SECS`;
+/// 0 turns a rule off.
+// The casts are lossless: each number was range-checked by `number`.
+#[allow(clippy::cast_possible_truncation)]
+fn alert_settings(r: &mut Reader<'_>) -> bulwark_domain::abuse::Thresholds {
+    let d = bulwark_domain::abuse::Thresholds::default();
+    let mut count =
+        |name: &str, default: u32| r.number(name, u64::from(default), 0..=1_000_000) as u32;
+    let login_failures_global = count("ALERT_LOGIN_FAILURES_GLOBAL", d.login_failures_global);
+    let login_failures_per_account = count(
+        "ALERT_LOGIN_FAILURES_PER_ACCOUNT",
+        d.login_failures_per_account,
+    );
+    let login_failures_per_ip = count("ALERT_LOGIN_FAILURES_PER_IP", d.login_failures_per_ip);
+    let refresh_reuse = count("ALERT_REFRESH_REUSE", d.refresh_reuse);
+    let access_denials_per_user = count("ALERT_ACCESS_DENIALS_PER_USER", d.access_denials_per_user);
+    let rate_limited_per_ip = count("ALERT_RATE_LIMITED_PER_IP", d.rate_limited_per_ip);
+    let rate_limited_global = count("ALERT_RATE_LIMITED_GLOBAL", d.rate_limited_global);
+    bulwark_domain::abuse::Thresholds {
+        window: Duration::from_secs(r.number("ALERT_WINDOW_SECS", d.window.as_secs(), 1..=86_400)),
+        login_failures_global,
+        login_failures_per_account,
+        login_failures_per_ip,
+        refresh_reuse,
+        access_denials_per_user,
+        rate_limited_per_ip,
+        rate_limited_global,
     }
 }
 
@@ -667,6 +702,15 @@ impl Config {
             }
             Some(token) => Some(SecretString::from(token.to_owned())),
         };
+        let metrics_addr = r.parse("METRICS_ADDR", None, |raw| {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            raw.parse::<std::net::SocketAddr>()
+                .map(Some)
+                .map_err(|_| "must be an address and port, e.g. 127.0.0.1:9464".to_owned())
+        });
+        let alerts = alert_settings(&mut r);
         let flow_caps = {
             let defaults = bulwark_domain::flow::FlowCaps::default();
             bulwark_domain::flow::FlowCaps {
@@ -832,6 +876,8 @@ impl Config {
             fanout,
             rate_limits,
             metrics_token,
+            metrics_addr,
+            alerts,
             tokens: TokenSettings {
                 issuer: token_issuer,
                 audience: token_audience,

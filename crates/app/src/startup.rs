@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, web};
+use bulwark_domain::abuse::{AbuseWatch, Detector};
 use bulwark_domain::account::{AccountPorts, AccountRules, AccountService};
 use bulwark_domain::admin::{AdminPorts, AdminService};
 use bulwark_domain::api_keys::{ApiKeyPorts, ApiKeyService};
@@ -64,6 +65,9 @@ const WS_CONNECTIONS_PER_USER: usize = 5;
 /// How many notifications a live subscriber may fall behind before it is dropped as too slow.
 const FANOUT_BUFFER: usize = 256;
 
+/// Keys (accounts, addresses, users) the abuse watch tracks at once.
+const ABUSE_MAX_KEYS: usize = 50_000;
+
 /// The fan-out of live notifications this instance publishes to and listens on.
 #[derive(Debug, Clone)]
 enum Fanout {
@@ -112,10 +116,18 @@ fn rate_limiter(
     settings: &crate::config::RateLimitSettings,
     metrics: &bulwark_web::metrics::Metrics,
 ) -> Result<Arc<dyn bulwark_domain::rate_limit::RateLimiter>, StartupError> {
+    use bulwark_web::metrics::Kind;
     use bulwark_web::rate_limit::{FallbackLimiter, LocalRateLimiter};
     use secrecy::ExposeSecret;
+    const FALLBACKS: &str = "bulwark_rate_limit_fallbacks_total";
+    const FALLBACKS_HELP: &str =
+        "Rate-limit and quota decisions taken in process because Redis could not answer.";
     let local = LocalRateLimiter::new(settings.max_keys);
     let Some(shared) = &settings.shared else {
+        // Exported all the same (always 0), so dashboards and alert rules find the series.
+        metrics.family(FALLBACKS, FALLBACKS_HELP, Kind::Counter, || {
+            vec![(None, 0.0)]
+        });
         return Ok(Arc::new(local));
     };
     let redis = bulwark_persistence::redis_limiter::RedisRateLimiter::new(
@@ -130,13 +142,84 @@ fn rate_limiter(
     ));
     let counted = limiter.clone();
     #[allow(clippy::cast_precision_loss)] // a count far below 2^52
-    metrics.family(
-        "bulwark_rate_limit_fallbacks_total",
-        "Rate-limit and quota decisions taken in process because Redis could not answer.",
-        bulwark_web::metrics::Kind::Counter,
-        move || vec![(None, counted.fallbacks() as f64)],
-    );
+    metrics.family(FALLBACKS, FALLBACKS_HELP, Kind::Counter, move || {
+        vec![(None, counted.fallbacks() as f64)]
+    });
     Ok(limiter)
+}
+
+/// The separate metrics listener (`METRICS_ADDR`): one worker, `GET /metrics` and nothing else
+/// (every other path is 404). It stops with the service (its task is aborted), not on its own
+/// signal.
+fn metrics_listener(
+    at: std::net::SocketAddr,
+    metrics: web::Data<bulwark_web::metrics::Metrics>,
+) -> Result<(u16, Server), StartupError> {
+    let address = at.to_string();
+    let bind_error = |source| StartupError::Bind {
+        address: address.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(at).map_err(bind_error)?;
+    let port = listener.local_addr().map_err(bind_error)?.port();
+    let server = HttpServer::new(move || {
+        App::new().app_data(metrics.clone()).service(
+            web::resource("/metrics")
+                .route(web::get().to(bulwark_transport_rest::metrics::internal)),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    Ok((port, server))
+}
+
+/// The abuse watch's counters, read at every scrape.
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn abuse_metrics(metrics: &bulwark_web::metrics::Metrics, watch: &Arc<AbuseWatch>) {
+    use bulwark_web::metrics::Kind::Counter;
+    let w = watch.clone();
+    metrics.family(
+        "bulwark_auth_failures_total",
+        "Failed sign-ins, by factor (login: password; mfa: second factor).",
+        Counter,
+        move || {
+            let c = w.counts();
+            vec![
+                (Some(("kind", "login")), c.login_failures as f64),
+                (Some(("kind", "mfa")), c.mfa_failures as f64),
+            ]
+        },
+    );
+    let w = watch.clone();
+    metrics.family(
+        "bulwark_refresh_token_reuse_total",
+        "Rotated refresh tokens presented again (each revoked its session).",
+        Counter,
+        move || vec![(None, w.counts().refresh_reuse as f64)],
+    );
+    let w = watch.clone();
+    metrics.family(
+        "bulwark_access_denials_total",
+        "Refused accesses (another user's object, a route the role lacks).",
+        Counter,
+        move || vec![(None, w.counts().access_denials as f64)],
+    );
+    let w = watch.clone();
+    metrics.family(
+        "bulwark_security_alerts_total",
+        "Security alerts raised by this instance's abuse watch, by rule.",
+        Counter,
+        move || {
+            w.counts()
+                .alerts
+                .into_iter()
+                .map(|(rule, n)| (Some(("rule", rule.name())), n as f64))
+                .collect()
+        },
+    );
 }
 
 /// Where the interactive docs live (development only).
@@ -222,6 +305,7 @@ pub struct AppState {
     metrics_token: web::Data<bulwark_transport_rest::metrics::MetricsToken>,
     admin: web::Data<AdminService>,
     audit: web::Data<dyn AuditLog>,
+    abuse: web::Data<AbuseWatch>,
     liveness: CachedLiveness,
     fanout: Fanout,
     outbox: PgOutbox,
@@ -298,7 +382,13 @@ impl AppState {
         let users = Arc::new(PgUserRepository::new(pool.clone()));
         let sessions = Arc::new(PgSessionStore::new(pool.clone()));
         let throttle = Arc::new(PgLoginThrottle::new(pool.clone()));
-        let audit = Arc::new(PgAuditLog::new(pool.clone()));
+        // Every audit write goes through the abuse watch, which reads the trail's warning signs
+        // (failed sign-ins, reused refresh tokens, refusals) and raises `security.alert`s.
+        let trail = Arc::new(PgAuditLog::new(pool.clone()));
+        let audit = Arc::new(AbuseWatch::new(
+            trail.clone(),
+            Detector::new(config.alerts, ABUSE_MAX_KEYS),
+        ));
         let opaque_tokens = Arc::new(PrefixedTokens);
         let throttle_keys = Arc::new(Sha256ThrottleKeys);
         let accounts = AccountService::new(
@@ -407,8 +497,9 @@ impl AppState {
                 fanout.publisher(),
             ])),
         });
-        let audit_reader = audit.clone();
+        let audit_reader = trail;
         let audit_log: Arc<dyn AuditLog> = audit.clone();
+        let abuse = audit.clone();
         let admin_ports = AdminPorts {
             users: users.clone(),
             sessions: sessions.clone(),
@@ -460,6 +551,7 @@ impl AppState {
                 move || idle.num_idle() as f64,
             );
         }
+        abuse_metrics(&metrics, &audit);
         let graphql_socket = bulwark_transport_graphql::SubscriptionSocket {
             auth: auth.clone(),
             connections: connections.clone(),
@@ -513,6 +605,7 @@ impl AppState {
             documents: web::Data::new(documents),
             webhooks: web::Data::new(webhooks),
             audit: web::Data::from(audit_log),
+            abuse: web::Data::from(abuse),
             liveness,
             fanout,
             outbox,
@@ -583,6 +676,7 @@ pub fn app(
         .app_data(state.metrics_token.clone())
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
+        .app_data(state.abuse.clone())
         .configure(crate::api::routes)
         .split_for_parts();
     let app = match state.test_routes {
@@ -628,6 +722,7 @@ fn spawn_purge(pool: PgPool) -> tokio::task::JoinHandle<()> {
 /// A bound, not yet running, server.
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
     pool: PgPool,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -698,6 +793,20 @@ impl Application {
         };
         let listener = TcpListener::bind(&address).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        let (metrics_port, metrics_server) = match config.metrics_addr {
+            Some(at) => {
+                let (port, server) = metrics_listener(at, state.metrics.clone())?;
+                (Some(port), Some(server))
+            }
+            None => (None, None),
+        };
+        if let Some(server) = metrics_server {
+            background.push(tokio::spawn(async move {
+                if let Err(error) = server.await {
+                    tracing::error!(error = %error, "the metrics listener stopped");
+                }
+            }));
+        }
 
         let http = &config.http;
         let server = HttpServer::new(move || app(state.clone()))
@@ -710,6 +819,7 @@ impl Application {
             .run();
         Ok(Self {
             port,
+            metrics_port,
             server,
             pool,
             background,
@@ -720,6 +830,12 @@ impl Application {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, when `METRICS_ADDR` is set.
+    #[must_use]
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// Serves until SIGINT/SIGTERM (graceful: in-flight requests get the configured grace period),

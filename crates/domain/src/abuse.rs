@@ -77,9 +77,9 @@ use crate::audit::{
 /// The audit event type of an alert.
 pub const ALERT_EVENT: &str = "security.alert";
 
-/// The event type of a refused function-level call, written by `bulwark-web` (its
-/// `access::DENIED_EVENT`; the domain cannot import it).
-const AUTHZ_DENIED: &str = "authz.denied";
+/// The event type of a refused function-level call, written by `bulwark-web` (whose
+/// `access::DENIED_EVENT` is this constant: one spelling for the writer and the watcher).
+pub const AUTHZ_DENIED: &str = "authz.denied";
 
 /// How often, at most, a full table is swept for stale keys. A flood of fresh addresses finds the
 /// table full on every event; sweeping each time would cost a pass over the whole table per event,

@@ -58,13 +58,24 @@ pub async fn metrics(
         tracing::warn!("metrics scrape with a wrong token");
         return Err(unauthenticated());
     }
-    Ok(HttpResponse::Ok()
+    Ok(exposition(&metrics))
+}
+
+/// `GET /metrics` on the separate metrics listener (`METRICS_ADDR`): no token, because that
+/// listener is bound where only the scraper reaches it, and serves nothing else.
+pub async fn internal(registry: web::Data<Metrics>) -> HttpResponse {
+    exposition(&registry)
+}
+
+/// The text exposition, never cached.
+fn exposition(registry: &Metrics) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .body(metrics.render()))
+        .body(registry.render())
 }
 
 #[cfg(test)]

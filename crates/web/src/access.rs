@@ -269,7 +269,7 @@ async fn authenticate_key(req: &ServiceRequest, token: &str) -> Result<Actor, Pr
 }
 
 /// The audit event of a refused function-level call (ASVS 16.3.2).
-pub const DENIED_EVENT: &str = "authz.denied";
+pub const DENIED_EVENT: &str = bulwark_domain::abuse::AUTHZ_DENIED;
 
 /// Writes the audit row of a refusal. Failing to write it fails the request (no fail-open).
 async fn record_denial(

@@ -274,6 +274,14 @@ fn annotate<B>(res: &mut ServiceResponse<B>, policy: &RatePolicy, decision: &Dec
     }
 }
 
+/// Tells the abuse watch of a 429 (a storm of them, from one address or overall, is one of its
+/// signals).
+async fn tell_watch(req: &actix_web::HttpRequest) {
+    if let Some(watch) = req.app_data::<web::Data<bulwark_domain::abuse::AbuseWatch>>() {
+        watch.rate_limited(crate::identity::client_ip(req)).await;
+    }
+}
+
 /// Counts a refusal in the metrics (`bulwark_rate_limited_total{policy}`).
 fn count_refusal(req: &actix_web::HttpRequest, policy: &RatePolicy) {
     if let Some(metrics) = req.app_data::<web::Data<crate::metrics::Metrics>>() {
@@ -325,6 +333,7 @@ async fn limited<B: MessageBody>(
             continue;
         };
         if !decision.allowed {
+            tell_watch(req.request()).await;
             return Ok(refuse(req, question, &policy, &decision));
         }
         allowed.push((policy, decision));
@@ -363,6 +372,7 @@ pub async fn charge(req: &actix_web::HttpRequest, extra: u32) -> Result<(), Box<
         if !decision.allowed {
             tracing::info!(policy = policy.name, cost = extra, "rate limited by cost");
             count_refusal(req, &policy);
+            tell_watch(req).await;
             let retry = std::time::Duration::from_secs(decision.retry_after_secs());
             let mut refusal = rate_limited(retry);
             if let (Some(p), Some(r)) = (
@@ -453,6 +463,7 @@ pub async fn count_extra(
         Ok(_) => Ok(()),
         Err(decision) => {
             count_refusal(req, limits.quotas.of(actor.plan));
+            tell_watch(req).await;
             Err(Box::new(quota_refusal(
                 limits.quotas.of(actor.plan),
                 &decision,
