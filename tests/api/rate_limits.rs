@@ -73,6 +73,23 @@ async fn exactly_the_quota_passes_then_429_with_headers_and_the_allowance_comes_
 }
 
 #[tokio::test]
+async fn a_client_using_90_percent_of_its_limit_never_sees_a_429() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_IP_PER_WINDOW", "20"),
+        ("RATE_LIMIT_WINDOW_SECS", "2"),
+    ])
+    .await;
+    // Three windows in a row, each with 18 of the 20 allowed, sent as a burst.
+    for window in 0..3 {
+        for i in 0..18 {
+            let response = app.get_with(JWKS, &[]).await;
+            assert_eq!(response.status(), 200, "window {window}, request {i}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
 async fn headers_and_path_variants_from_an_untrusted_peer_never_reach_a_fresh_bucket() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_IP_PER_WINDOW", "3")]).await;
     let mut statuses = Vec::new();

@@ -162,11 +162,12 @@ fn metrics_listener(
     };
     let listener = TcpListener::bind(at).map_err(bind_error)?;
     let port = listener.local_addr().map_err(bind_error)?.port();
+    // Not a route of the API (it is not in the OpenAPI document, and not on the API's port): the
+    // listener's one handler is its default service, which answers `GET /metrics` and 404s the rest.
     let server = HttpServer::new(move || {
-        App::new().app_data(metrics.clone()).service(
-            web::resource("/metrics")
-                .route(web::get().to(bulwark_transport_rest::metrics::internal)),
-        )
+        App::new()
+            .app_data(metrics.clone())
+            .default_service(web::to(bulwark_transport_rest::metrics::internal))
     })
     .workers(1)
     .disable_signals()

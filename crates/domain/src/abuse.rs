@@ -529,6 +529,7 @@ impl AbuseWatch {
     pub async fn record_at(&self, event: NewAuditEvent, now: Instant) -> Result<(), AuditError> {
         let signal = Signal::of(&event);
         let request_id = signal.as_ref().and(event.request_id.clone());
+        let origin = event.ip;
         self.inner.record(event).await?;
         let Some(signal) = signal else {
             return Ok(());
@@ -567,7 +568,7 @@ impl AbuseWatch {
             }
         }
         for alert in alerts {
-            self.raise(alert, request_id.as_deref()).await;
+            self.raise(alert, request_id.as_deref(), origin).await;
         }
         Ok(())
     }
@@ -583,13 +584,14 @@ impl AbuseWatch {
             .detector
             .observe_at(Rule::RateLimitedGlobal, Scope::Global, now);
         for alert in per_ip.into_iter().chain(global) {
-            self.raise(alert, None).await;
+            self.raise(alert, None, ip).await;
         }
     }
 
-    /// Counts, logs and audits one alert. Written to the inner log directly: an alert is never
-    /// itself observed.
-    async fn raise(&self, alert: Alert, request_id: Option<&str>) {
+    /// Counts, logs and audits one alert, with the request that completed it (its id and client
+    /// address: where the last straw came from). Written to the inner log directly: an alert is
+    /// never itself observed.
+    async fn raise(&self, alert: Alert, request_id: Option<&str>, origin: Option<IpAddr>) {
         self.alerts[alert.rule.index()].fetch_add(1, Ordering::Relaxed);
         let (ip, user) = match alert.scope {
             Scope::Global => (None, None),
@@ -605,7 +607,7 @@ impl AbuseWatch {
             user_id = user.map(tracing::field::display),
             "security alert: abuse threshold crossed"
         );
-        let event = match alert_event(&alert, request_id) {
+        let event = match alert_event(&alert, request_id, origin) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(rule = alert.rule.name(), %error, "security alert could not be built");
@@ -622,8 +624,13 @@ impl AbuseWatch {
     }
 }
 
-/// The `security.alert` audit event of `alert`.
-fn alert_event(alert: &Alert, request_id: Option<&str>) -> Result<NewAuditEvent, AuditInputError> {
+/// The `security.alert` audit event of `alert`: the address of an address-scoped alert is its
+/// origin; any other alert carries the address of the request that completed it.
+fn alert_event(
+    alert: &Alert,
+    request_id: Option<&str>,
+    origin: Option<IpAddr>,
+) -> Result<NewAuditEvent, AuditInputError> {
     let detail = AuditDetail::new()
         .with("rule", AuditValue::Text(alert.rule.name().to_owned()))?
         .with("count", AuditValue::Integer(i64::from(alert.count)))?
@@ -635,9 +642,11 @@ fn alert_event(alert: &Alert, request_id: Option<&str>) -> Result<NewAuditEvent,
     let mut event =
         NewAuditEvent::new(EventType::parse(ALERT_EVENT)?, Outcome::Denied).with_detail(detail);
     match alert.scope {
-        Scope::Global => {}
+        Scope::Global => event = event.with_origin(origin, None),
         Scope::Address(ip) => event = event.with_origin(Some(ip), None),
-        Scope::Account(id) | Scope::User(id) => event = event.with_subject("user", id),
+        Scope::Account(id) | Scope::User(id) => {
+            event = event.with_subject("user", id).with_origin(origin, None);
+        }
     }
     if let Some(id) = request_id {
         event = event.with_request_id(id);
@@ -1076,10 +1085,23 @@ mod tests {
             count: 30,
             window: Duration::from_secs(300),
         };
-        let event = alert_event(&alert, Some("r-9")).unwrap();
+        // An address-scoped alert names its address, whatever the last request's.
+        let event = alert_event(&alert, Some("r-9"), Some(ip(1))).unwrap();
         assert_eq!(event.event_type.as_str(), ALERT_EVENT);
         assert_eq!(event.outcome, Outcome::Denied);
         assert_eq!(event.ip, Some(ip(9)));
+        // Any other carries the address of the request that completed it.
+        let user = Uuid::from_u128(7);
+        let per_user = Alert {
+            rule: Rule::RefreshReuse,
+            scope: Scope::User(user),
+            count: 1,
+            window: Duration::from_secs(300),
+        };
+        let event = alert_event(&per_user, None, Some(ip(1))).unwrap();
+        assert_eq!(event.ip, Some(ip(1)));
+        assert_eq!(event.subject, Some(("user".to_owned(), user)));
+        let event = alert_event(&alert, Some("r-9"), None).unwrap();
         assert_eq!(event.subject, None);
         assert_eq!(event.request_id.as_deref(), Some("r-9"));
         assert_eq!(
@@ -1110,7 +1132,11 @@ mod tests {
         let alert = &alerts[0];
         assert_eq!(alert.outcome, Outcome::Denied);
         assert_eq!(alert.subject, Some(("user".to_owned(), account)));
-        assert_eq!(alert.ip, None);
+        assert_eq!(
+            alert.ip,
+            Some(ip(9)),
+            "the address of the failure that completed it"
+        );
         assert_eq!(alert.request_id.as_deref(), Some("req-1"));
         assert_eq!(
             alert.detail.to_json(),
@@ -1285,7 +1311,11 @@ mod tests {
         assert_eq!(per_ip.len(), 3);
         assert_eq!(global.len(), 3);
         assert!(per_ip.iter().all(|e| e.ip == Some(ip(5))));
-        assert!(global.iter().all(|e| e.ip.is_none() && e.subject.is_none()));
+        assert!(
+            global
+                .iter()
+                .all(|e| e.ip == Some(ip(5)) && e.subject.is_none())
+        );
         // Nothing but the alerts was written: refusals are not audited one by one.
         assert_eq!(memory.events.lock().unwrap().len(), 6);
         let counts = watch.counts();
@@ -1317,6 +1347,7 @@ mod tests {
                 count: 1,
                 window: Duration::from_secs(60),
             },
+            None,
             None,
         )
         .unwrap();

@@ -61,10 +61,14 @@ pub async fn metrics(
     Ok(exposition(&metrics))
 }
 
-/// `GET /metrics` on the separate metrics listener (`METRICS_ADDR`): no token, because that
-/// listener is bound where only the scraper reaches it, and serves nothing else.
-pub async fn internal(registry: web::Data<Metrics>) -> HttpResponse {
-    exposition(&registry)
+/// Everything the separate metrics listener (`METRICS_ADDR`) answers: `GET /metrics` without a
+/// token — that listener is bound where only the scraper reaches it — and 404 for anything else.
+pub async fn internal(req: HttpRequest, registry: web::Data<Metrics>) -> HttpResponse {
+    if req.method() == actix_web::http::Method::GET && req.path() == "/metrics" {
+        exposition(&registry)
+    } else {
+        HttpResponse::NotFound().finish()
+    }
 }
 
 /// The text exposition, never cached.
