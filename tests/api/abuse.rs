@@ -10,8 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::TestApp;
-
-const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef0123456789abcdef";
+use crate::metrics::TOKEN as METRICS_TOKEN;
 
 /// The `security.alert` rows of one rule.
 async fn alerts(app: &TestApp, rule: &str) -> Vec<Value> {
@@ -20,18 +19,6 @@ async fn alerts(app: &TestApp, rule: &str) -> Vec<Value> {
         .into_iter()
         .filter(|row| row["detail"]["rule"] == rule)
         .collect()
-}
-
-async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -66,7 +53,7 @@ async fn guessing_one_accounts_password_raises_one_alert_naming_the_account_and_
     assert!(alerts(&app, "login_failures_per_ip").await.is_empty());
     assert!(alerts(&app, "login_failures_global").await.is_empty());
 
-    let text = metrics(&app).await;
+    let text = app.scrape_metrics().await;
     assert!(
         text.contains("bulwark_auth_failures_total{kind=\"login\"} 4\n"),
         "{text}"
@@ -89,7 +76,7 @@ async fn a_replayed_refresh_token_raises_an_alert_at_once() {
     assert_eq!(raised[0]["subject_id"], ada.user_id.as_str());
     assert_eq!(raised[0]["detail"]["scope"], "user");
     assert!(!raised[0].to_string().contains(&ada.refresh_token));
-    let text = metrics(&app).await;
+    let text = app.scrape_metrics().await;
     assert!(
         text.contains("bulwark_refresh_token_reuse_total 1\n"),
         "{text}"
@@ -132,7 +119,7 @@ async fn walking_other_users_documents_raises_one_alert_for_the_walker() {
     let raised = alerts(&app, "access_denials_per_user").await;
     assert_eq!(raised.len(), 1, "{raised:?}");
     assert_eq!(raised[0]["subject_id"], mallory.user_id.as_str());
-    let text = metrics(&app).await;
+    let text = app.scrape_metrics().await;
     assert!(text.contains("bulwark_access_denials_total 8\n"), "{text}");
 }
 

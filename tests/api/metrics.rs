@@ -4,7 +4,24 @@
 
 use crate::helpers::TestApp;
 
-const TOKEN: &str = "metrics-token-0123456789abcdef0123456789abcdef";
+/// The metrics token the tests configure (`METRICS_TOKEN`).
+pub const TOKEN: &str = "metrics-token-0123456789abcdef0123456789abcdef";
+
+impl TestApp {
+    /// The Prometheus text of `GET /metrics`, scraped with [`TOKEN`] (the app must be spawned with
+    /// it as `METRICS_TOKEN`).
+    pub async fn scrape_metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+}
 
 #[tokio::test]
 async fn metrics_are_hidden_without_a_configured_token() {
@@ -146,16 +163,7 @@ async fn a_separate_listener_serves_the_metrics_without_a_token_and_nothing_else
 async fn every_metric_the_shipped_alert_rules_use_is_exported() {
     use yaml_rust2::YamlLoader;
     let app = TestApp::spawn_with(&[("METRICS_TOKEN", TOKEN)]).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.scrape_metrics().await;
     let exported = exported(&text);
     let known = |name: &str| {
         exported.iter().any(|(n, kind)| {

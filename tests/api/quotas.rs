@@ -10,12 +10,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{Account, TestApp, assert_problem};
+use crate::metrics::TOKEN as METRICS_TOKEN;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const DOCUMENTS: &str = "/api/v1/documents";
-const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef0123456789abcdef";
 
 /// The `"day"` item of the `RateLimit` header: the requests left today.
 fn day_remaining(response: &Response) -> Option<u32> {
@@ -228,16 +228,7 @@ async fn one_daily_count_across_rest_graphql_and_both_sockets_then_429_quota_exc
         200
     );
     // Refusals are counted in the metrics under the `day` policy, and the socket messages too.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.scrape_metrics().await;
     assert!(
         metrics.contains("bulwark_rate_limited_total{policy=\"day\"} 5\n"),
         "{metrics}"

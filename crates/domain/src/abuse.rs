@@ -664,18 +664,7 @@ impl AuditLog for AbuseWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        // The watch is a plain future over the port; a minimal executor is enough here.
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-                return out;
-            }
-        }
-    }
+    use crate::testing::block_on;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -918,6 +918,7 @@ mod tests {
     use crate::opaque::{MintError, MintedToken, TokenDigest};
     use crate::password::{HashError, Password, PasswordHash};
     use crate::session::SessionStoreError;
+    use crate::testing::block_on;
     use crate::throttle::ThrottleStoreError;
     use crate::token::{AccessClaims, IssuedAccessToken, TokenIssueError};
     use crate::user::{CreateUserError, Credentials, DisplayName, NewUser, User, UserStoreError};
@@ -1245,18 +1246,6 @@ mod tests {
             ip: Some(IpAddr::from([192, 0, 2, 1])),
             user_agent: Some("test".into()),
             request_id: Some("r1".into()),
-        }
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        // The services are plain futures over the ports; a minimal executor is enough here.
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-                return out;
-            }
         }
     }
 

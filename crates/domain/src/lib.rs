@@ -70,3 +70,20 @@ pub mod user;
 pub mod webhook;
 pub mod webhook_target;
 pub mod webhooks;
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Runs a future to completion on this thread. The services and the abuse watch are plain
+    /// futures over their ports (the fakes never wait), so a minimal executor is enough.
+    pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+}

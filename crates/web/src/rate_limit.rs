@@ -782,6 +782,24 @@ mod tests {
         inner: Mutex<Option<LocalRateLimiter>>,
     }
 
+    impl Flaky {
+        /// Counts the call; fails while down, else answers with its own local limiter.
+        fn answer(
+            &self,
+            decide: impl FnOnce(&LocalRateLimiter) -> Decision,
+        ) -> Result<Decision, Unexpected> {
+            use std::sync::atomic::Ordering;
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Unexpected::new("flaky", std::io::Error::other("down")));
+            }
+            let mut inner = self.inner.lock().unwrap();
+            Ok(decide(
+                inner.get_or_insert_with(|| LocalRateLimiter::new(1000)),
+            ))
+        }
+    }
+
     #[async_trait]
     impl RateLimiter for Flaky {
         async fn check(
@@ -790,14 +808,7 @@ mod tests {
             key: &str,
             cost: u32,
         ) -> Result<Decision, Unexpected> {
-            use std::sync::atomic::Ordering;
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.down.load(Ordering::SeqCst) {
-                return Err(Unexpected::new("flaky", std::io::Error::other("down")));
-            }
-            let mut inner = self.inner.lock().unwrap();
-            let limiter = inner.get_or_insert_with(|| LocalRateLimiter::new(1000));
-            Ok(limiter.check_at(policy, key, cost, 0))
+            self.answer(|limiter| limiter.check_at(policy, key, cost, 0))
         }
 
         async fn count(
@@ -806,14 +817,7 @@ mod tests {
             key: &str,
             cost: u32,
         ) -> Result<Decision, Unexpected> {
-            use std::sync::atomic::Ordering;
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.down.load(Ordering::SeqCst) {
-                return Err(Unexpected::new("flaky", std::io::Error::other("down")));
-            }
-            let mut inner = self.inner.lock().unwrap();
-            let limiter = inner.get_or_insert_with(|| LocalRateLimiter::new(1000));
-            Ok(limiter.count_at(policy, key, cost, 0))
+            self.answer(|limiter| limiter.count_at(policy, key, cost, 0))
         }
     }
 
