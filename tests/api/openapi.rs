@@ -50,6 +50,34 @@ fn the_document_is_openapi_3_1_and_describes_errors() {
     assert!(!doc["paths"].as_object().unwrap().is_empty());
 }
 
+#[test]
+fn every_limited_operation_documents_its_429_with_the_rate_limit_headers() {
+    let doc: serde_json::Value = serde_json::from_str(&generated()).unwrap();
+    let mut limited = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let refusal = &operation["responses"]["429"];
+            if path.starts_with("/health/") {
+                assert!(refusal.is_null(), "{method} {path}: probes are never limited");
+                continue;
+            }
+            for header in ["Retry-After", "RateLimit-Policy", "RateLimit"] {
+                assert!(
+                    refusal["headers"][header].is_object(),
+                    "{method} {path}: 429 without {header}"
+                );
+            }
+            assert_eq!(
+                refusal["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{method} {path}"
+            );
+            limited += 1;
+        }
+    }
+    assert!(limited > 40, "{limited}");
+}
+
 #[tokio::test]
 async fn openapi_json_serves_exactly_the_checked_in_bytes() {
     let app = TestApp::spawn().await;

@@ -18,10 +18,11 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
 /// holds.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_app, doc) = actix_web::App::new()
+    let (_app, mut doc) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(bulwark_transport_rest::ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
+    bulwark_transport_rest::document_rate_limits(&mut doc);
     doc
 }

@@ -177,6 +177,79 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Documents the rate limits on every operation they apply to (all but the health probes): the
+/// 429 problem with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` headers, whichever
+/// of `rate-limited` (a GCRA policy) or `quota-exceeded` (the caller's daily request quota) it is.
+/// An operation that documents its own 429 (a capped flow) keeps its text, and gains the headers.
+pub fn document_rate_limits(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let integer = || {
+        HeaderBuilder::new()
+            .schema(Some(utoipa::openapi::schema::Object::with_type(
+                utoipa::openapi::schema::Type::Integer,
+            )))
+            .description(Some(
+                "Seconds to wait, rounded up: a client that waits exactly this long is let in.",
+            ))
+            .build()
+            .into()
+    };
+    let text = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(utoipa::openapi::schema::Object::with_type(
+                utoipa::openapi::schema::Type::String,
+            )))
+            .description(Some(description))
+            .build()
+            .into()
+    };
+    let generic = ResponseBuilder::new()
+        .description(
+            "Too many requests: a rate limit (`urn:bulwark:problem:rate-limited`: per client \
+             address, per user or API key, stricter on sign-in routes; GraphQL is charged its \
+             cost) or the caller's daily request quota (`urn:bulwark:problem:quota-exceeded`, by \
+             plan, renewed at midnight UTC) is used up.",
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
+                .build(),
+        )
+        .build();
+    for (path, item) in &mut doc.paths.paths {
+        if path.starts_with("/health/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let response = operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| RefOr::T(generic.clone()));
+            if let RefOr::T(response) = response {
+                response.headers.insert("Retry-After".to_owned(), integer());
+                response.headers.insert(
+                    "RateLimit-Policy".to_owned(),
+                    text("Each policy that applied, e.g. `\"ip\";q=600;w=60`."),
+                );
+                response.headers.insert(
+                    "RateLimit".to_owned(),
+                    text("What is left of each, e.g. `\"ip\";r=0;t=12` (allowed responses carry both headers too)."),
+                );
+            }
+        }
+    }
+}
+
 /// Every documented path with its methods, for the 405 fallback (`bulwark_web::routing`).
 #[must_use]
 pub fn route_table(doc: &utoipa::openapi::OpenApi) -> bulwark_web::routing::RouteTable {
