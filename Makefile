@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export SQLX_OFFLINE := true
 CARGO ?= cargo
 
-.PHONY: help run env test fmt lint openapi openapi-check migrate db-up prepare build bench
+.PHONY: help run run-tls env test fuzz fmt lint openapi openapi-check migrate db-up prepare build bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -12,14 +12,21 @@ help: ## List the targets
 run: ## Serve on http://127.0.0.1:8080 (creates .env with fresh secrets when missing, migrates)
 	@scripts/run.sh
 
+run-tls: ## Like run, over HTTPS on https://localhost:8443 (dev certificate in .dev/tls; :8080 redirects)
+	@scripts/run-tls.sh
+
 env: ## Create .env with fresh random secrets for development (never overwrites one)
 	@scripts/dev-env.sh
 
-test: ## Everything CI checks: fmt, clippy -D warnings, OpenAPI drift, all tests
+test: ## Everything CI checks: fmt, clippy -D warnings, OpenAPI drift, all tests, API fuzzing
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(MAKE) --no-print-directory openapi-check
 	$(CARGO) test --workspace --locked
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## API fuzzing with schemathesis against a running server (≤ 5 min)
+	@scripts/api-fuzz.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

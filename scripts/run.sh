@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: .env (created when missing) → PostgreSQL reachable → migrations → serve on :8080.
+# `make run-tls` runs this too, with TLS_CERT_PATH and friends set (scripts/run-tls.sh).
 #
 # PostgreSQL is looked for at DATABASE_URL (from the environment, else .env). When nothing answers
 # there and a Docker engine runs, the compose file's `db` and `redis` services are started instead.
@@ -42,5 +43,11 @@ MSG
 fi
 
 target/debug/bulwark migrate
-echo "make run: serving on http://127.0.0.1:8080 (docs: http://127.0.0.1:8080/docs/)"
+if [ -n "${TLS_CERT_PATH:-}" ]; then
+  # `make run-tls` (scripts/run-tls.sh) set the TLS variables.
+  echo "make run: serving on https://localhost:${PORT} (docs: https://localhost:${PORT}/docs/; trust ${TLS_CERT_PATH})"
+  [ -n "${TLS_REDIRECT_PORT:-}" ] && echo "make run: http://127.0.0.1:${TLS_REDIRECT_PORT} redirects there"
+else
+  echo "make run: serving on http://127.0.0.1:8080 (docs: http://127.0.0.1:8080/docs/)"
+fi
 exec target/debug/bulwark serve

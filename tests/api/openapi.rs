@@ -58,7 +58,10 @@ fn every_limited_operation_documents_its_429_with_the_rate_limit_headers() {
         for (method, operation) in item.as_object().unwrap() {
             let refusal = &operation["responses"]["429"];
             if path.starts_with("/health/") {
-                assert!(refusal.is_null(), "{method} {path}: probes are never limited");
+                assert!(
+                    refusal.is_null(),
+                    "{method} {path}: probes are never limited"
+                );
                 continue;
             }
             for header in ["Retry-After", "RateLimit-Policy", "RateLimit"] {

@@ -1,4 +1,4 @@
-//! The `bulwark` command line: `serve`, `migrate`, `keygen`, `openapi`, `create-admin`.
+//! The `bulwark` command line: `serve`, `migrate`, `keygen`, `dev-cert`, `openapi`, `create-admin`.
 //!
 //! Every failure ends in a short message on stderr and a non-zero exit code — never a panic or a
 //! stack trace, and never a secret:
@@ -42,6 +42,17 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Write a self-signed certificate for local HTTPS (`localhost`, 127.0.0.1, ::1; valid a
+    /// year): `cert.pem` and `key.pem` (mode 0600). For development only: set TLS_CERT_PATH and
+    /// TLS_KEY_PATH to them, and tell the client to trust cert.pem (`curl --cacert`).
+    DevCert {
+        /// Where to write the two files (created if missing).
+        #[arg(long, default_value = ".dev/tls")]
+        out_dir: PathBuf,
+        /// Replace existing files (otherwise an existing file is an error and nothing is written).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the OpenAPI document (what `make openapi` writes to openapi/openapi.json).
     Openapi,
     /// Print the GraphQL schema as SDL (what `make openapi` writes to openapi/schema.graphql).
@@ -66,8 +77,10 @@ pub enum Command {
 /// Runs a parsed command line.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
+    crate::tls::install_crypto_provider();
     match cli.command {
         Command::Keygen { out_dir } => report(keygen(out_dir.as_deref())),
+        Command::DevCert { out_dir, force } => report(dev_cert(&out_dir, force)),
         Command::Openapi => report(print_openapi()),
         Command::GraphqlSchema => report(
             std::io::stdout()
@@ -122,10 +135,15 @@ fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(&config.log);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(&config, None).await?;
     tracing::info!(
         env = ?config.env,
         address = %format!("{}:{}", config.http.host, app.port()),
+        scheme = if config.http.tls.is_some() { "https" } else { "http" },
+        redirect_port = app.redirect_port(),
         docs_ui = config.http.docs_ui,
         behind_tls_proxy = config.http.behind_tls_proxy,
         "bulwark is listening"
@@ -273,6 +291,23 @@ fn keygen(out_dir: Option<&Path>) -> anyhow::Result<()> {
             keys.data_encryption_keys.expose_secret(),
         )?;
     }
+    Ok(())
+}
+
+fn dev_cert(out_dir: &Path, force: bool) -> anyhow::Result<()> {
+    let (cert, key) = crate::tls::write_dev_cert(out_dir, force)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# A self-signed certificate for local HTTPS only (localhost, 127.0.0.1, ::1; valid a year)."
+    )?;
+    writeln!(out, "TLS_CERT_PATH={}", cert.display())?;
+    writeln!(out, "TLS_KEY_PATH={}", key.display())?;
+    writeln!(
+        out,
+        "# Trust it in a client explicitly, e.g. curl --cacert {} https://localhost:8443/health/live",
+        cert.display()
+    )?;
     Ok(())
 }
 

@@ -179,6 +179,8 @@ pub struct RateLimitSettings {
 pub struct SharedLimits {
     /// `REDIS_URL` (a secret: it may hold a password).
     pub url: SecretString,
+    /// `REDIS_TLS_CA_PATH`'s certificates (PEM), for a `rediss://` server of a private CA.
+    pub root_certs: Option<Vec<u8>>,
     /// `REDIS_KEY_PREFIX`: deployments sharing one Redis need different prefixes.
     pub prefix: String,
 }
@@ -212,6 +214,7 @@ fn rate_limit_settings(r: &mut Reader<'_>) -> RateLimitSettings {
         // The URL itself is checked (and refused with a message) by `fanout_settings`.
         shared: r.env.get("REDIS_URL").map(|url| SharedLimits {
             url: SecretString::from(url.to_owned()),
+            root_certs: redis_root_certs(r.env),
             prefix: r
                 .env
                 .get("REDIS_KEY_PREFIX")
@@ -259,6 +262,8 @@ pub enum FanoutSettings {
     Redis {
         /// `REDIS_URL`: it may hold a password, so it is a secret and never printed.
         url: SecretString,
+        /// `REDIS_TLS_CA_PATH`'s certificates (PEM), for a `rediss://` server of a private CA.
+        root_certs: Option<Vec<u8>>,
         /// `REDIS_FANOUT_CHANNEL`: deployments sharing one Redis need different channels.
         channel: String,
     },
@@ -284,26 +289,158 @@ fn fanout_settings(r: &mut Reader<'_>) -> FanoutSettings {
         .get("REDIS_FANOUT_CHANNEL")
         .unwrap_or("bulwark:document_events")
         .to_owned();
+    let ca_path = r.env.get("REDIS_TLS_CA_PATH").map(str::to_owned);
     let Some(url) = r.env.get("REDIS_URL").map(str::to_owned) else {
+        if ca_path.is_some() {
+            r.fail("REDIS_TLS_CA_PATH", "needs a rediss:// REDIS_URL; unset it");
+        }
         return FanoutSettings::Postgres;
     };
-    match bulwark_persistence::redis_fanout::RedisFanout::new(&url, channel.clone(), 1) {
+    if let Some(path) = &ca_path
+        && let Err(error) = crate::tls::read_chain(Path::new(path))
+    {
+        r.fail("REDIS_TLS_CA_PATH", &error.to_string());
+        return FanoutSettings::Postgres;
+    }
+    let root_certs = redis_root_certs(r.env);
+    use bulwark_persistence::redis_fanout::{RedisFanout, RedisFanoutError};
+    match RedisFanout::with_root_certs(&url, root_certs.as_deref(), channel.clone(), 1) {
         Ok(_) => FanoutSettings::Redis {
             url: SecretString::from(url),
+            root_certs,
             channel,
         },
-        Err(bulwark_persistence::redis_fanout::RedisFanoutError::EmptyChannel) => {
+        Err(RedisFanoutError::EmptyChannel) => {
             r.fail("REDIS_FANOUT_CHANNEL", "must not be empty");
+            FanoutSettings::Postgres
+        }
+        Err(RedisFanoutError::RootCerts) => {
+            r.fail(
+                "REDIS_TLS_CA_PATH",
+                "is only for a rediss:// REDIS_URL (TLS); unset it or use rediss://",
+            );
             FanoutSettings::Postgres
         }
         Err(_) => {
             r.fail(
                 "REDIS_URL",
-                "must be a redis://[user:password@]host[:port][/db] URL (TLS and unix sockets are not supported)",
+                "must be a redis:// or rediss:// (TLS) URL: redis[s]://[user:password@]host[:port][/db] (unix sockets, RESP3 and #insecure are not supported)",
             );
             FanoutSettings::Postgres
         }
     }
+}
+
+/// `REDIS_TLS_CA_PATH`'s content, when set and readable (`fanout_settings` reports the problems).
+fn redis_root_certs(env: &Env) -> Option<Vec<u8>> {
+    env.get("REDIS_TLS_CA_PATH")
+        .and_then(|path| std::fs::read(path).ok())
+}
+
+/// Reads in-process HTTPS: `TLS_CERT_PATH` and `TLS_KEY_PATH` (both or neither; the files are read
+/// and the key matched to the certificate now, so a bad pair stops the start rather than every
+/// handshake), and `TLS_REDIRECT_PORT`, whose redirects go to `PUBLIC_URL`'s https origin.
+fn tls_settings(r: &mut Reader<'_>, port: u64) -> Option<crate::tls::TlsSettings> {
+    let redirect_port = r.parse("TLS_REDIRECT_PORT", None, |raw| {
+        raw.parse::<u16>()
+            .map(Some)
+            .map_err(|_| "must be a port number from 0 to 65535 (0: any free port)".to_owned())
+    });
+    let cert = r.env.get("TLS_CERT_PATH").map(str::to_owned);
+    let key = r.env.get("TLS_KEY_PATH").map(str::to_owned);
+    let together = "TLS_CERT_PATH and TLS_KEY_PATH go together: set both (HTTPS) or neither";
+    match (&cert, &key) {
+        (None, None) => {
+            if redirect_port.is_some() {
+                r.fail(
+                    "TLS_REDIRECT_PORT",
+                    "needs TLS_CERT_PATH and TLS_KEY_PATH (it redirects plain HTTP to the HTTPS listener); unset it",
+                );
+            }
+            return None;
+        }
+        (Some(_), None) => r.fail("TLS_KEY_PATH", &format!("is missing; {together}")),
+        (None, Some(_)) => r.fail("TLS_CERT_PATH", &format!("is missing; {together}")),
+        (Some(_), Some(_)) => {}
+    }
+    let redirect = redirect_port.and_then(|redirect_port| {
+        if redirect_port != 0 && u64::from(redirect_port) == port {
+            r.fail("TLS_REDIRECT_PORT", "must differ from PORT");
+            return None;
+        }
+        let how = "must be the https:// URL clients reach this service at when TLS_REDIRECT_PORT is set: the redirect's target (never the request's Host header)";
+        match r.env.get("PUBLIC_URL").and_then(crate::tls::https_origin) {
+            Some(origin) => Some(crate::tls::Redirect {
+                port: redirect_port,
+                origin,
+            }),
+            None => {
+                // The mail settings may have reported PUBLIC_URL already: one line per variable.
+                if !r.problems.iter().any(|p| p.var == "PUBLIC_URL") {
+                    r.fail("PUBLIC_URL", how);
+                }
+                None
+            }
+        }
+    });
+    // Each file is read even when the other variable is missing, so every problem shows at once.
+    let (cert_error, key_error) = match (&cert, &key) {
+        (Some(cert), Some(key)) => {
+            match crate::tls::load(Path::new(cert), Path::new(key), redirect) {
+                Ok(settings) => return Some(settings),
+                Err(problems) => {
+                    for (var, error) in problems {
+                        r.fail(var, &error.to_string());
+                    }
+                    return None;
+                }
+            }
+        }
+        (Some(cert), None) => (crate::tls::read_chain(Path::new(cert)).err(), None),
+        (None, Some(key)) => (None, crate::tls::read_key(Path::new(key)).err()),
+        (None, None) => (None, None),
+    };
+    if let Some(error) = cert_error {
+        r.fail("TLS_CERT_PATH", &error.to_string());
+    }
+    if let Some(error) = key_error {
+        r.fail("TLS_KEY_PATH", &error.to_string());
+    }
+    None
+}
+
+/// `DATABASE_URL`'s TLS options, checked now rather than at the first connection: a root
+/// certificate file (`sslrootcert`) must be readable PEM. With one given, `sslmode=require` means
+/// `verify-ca`, as libpq has it (sqlx alone would encrypt without checking anything and ignore
+/// the file).
+fn database_tls(
+    r: &mut Reader<'_>,
+    url: &str,
+    connect: PgConnectOptions,
+) -> Option<PgConnectOptions> {
+    use bulwark_persistence::pool::PgSslMode;
+    let root_cert = url::Url::parse(url).ok().and_then(|parsed| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| matches!(&**k, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(root_cert) = root_cert else {
+        return Some(connect);
+    };
+    // The file's content is public (a CA certificate), but the URL is not: name the parameter only.
+    match crate::tls::read_chain(Path::new(&root_cert)) {
+        Ok(_) => {}
+        Err(error) => {
+            r.fail("DATABASE_URL", &format!("sslrootcert {error}"));
+            return None;
+        }
+    }
+    Some(if matches!(connect.get_ssl_mode(), PgSslMode::Require) {
+        connect.ssl_mode(PgSslMode::VerifyCa)
+    } else {
+        connect
+    })
 }
 
 /// Passwords, sessions, throttling and account mails.
@@ -367,6 +504,9 @@ pub struct HttpSettings {
     pub readiness_timeout: Duration,
     /// A proxy in front terminates TLS (enables HSTS; allows plain HTTP in production).
     pub behind_tls_proxy: bool,
+    /// HTTPS served in process (`TLS_CERT_PATH`, `TLS_KEY_PATH`, `TLS_REDIRECT_PORT`): the main
+    /// listener speaks TLS only, and HSTS is sent.
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Allowed browser origins.
     pub cors: CorsPolicy,
     /// Serve the interactive API docs at `/docs/`.
@@ -626,7 +766,7 @@ impl Config {
             let url = url.expose_secret();
             let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
             match PgConnectOptions::from_str(url) {
-                Ok(options) if scheme_ok => Some(options),
+                Ok(options) if scheme_ok => database_tls(&mut r, url, options),
                 _ => {
                     // sqlx's parse error may quote the URL, password included: say nothing specific.
                     r.fail("DATABASE_URL", "is not a valid postgres:// URL");
@@ -764,11 +904,8 @@ impl Config {
             raw.parse()
                 .map_err(|()| "must be `x-forwarded-for` or `forwarded`".to_owned())
         });
-        for tls_var in ["TLS_CERT_PATH", "TLS_KEY_PATH"] {
-            if env.get(tls_var).is_some() {
-                r.fail(tls_var, "in-process TLS is not supported by this version; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
-            }
-        }
+        let tls_requested = env.get("TLS_CERT_PATH").is_some() || env.get("TLS_KEY_PATH").is_some();
+        let tls = tls_settings(&mut r, port);
 
         // Database.
         let max_connections = r.number("DATABASE_MAX_CONNECTIONS", 10, 1..=1000);
@@ -812,8 +949,9 @@ impl Config {
                     "must be false in production (the OpenAPI document stays at /openapi.json)",
                 );
             }
-            if !behind_tls_proxy {
-                r.fail("BEHIND_TLS_PROXY", "plain HTTP is refused in production; terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
+            // TLS asked for but unusable is already reported on its own variables.
+            if !behind_tls_proxy && !tls_requested {
+                r.fail("BEHIND_TLS_PROXY", "plain HTTP is refused in production; serve HTTPS (TLS_CERT_PATH and TLS_KEY_PATH) or terminate TLS in a proxy and set BEHIND_TLS_PROXY=true");
             }
         }
 
@@ -849,6 +987,7 @@ impl Config {
                 shutdown_grace: Duration::from_secs(shutdown_grace),
                 readiness_timeout: Duration::from_millis(readiness_timeout),
                 behind_tls_proxy,
+                tls,
                 cors,
                 docs_ui,
                 trusted_proxies: TrustedProxies::new(trusted_proxies, client_ip_header),
@@ -886,6 +1025,30 @@ impl Config {
             },
             log: LogSettings { format, filter },
         })
+    }
+
+    /// What is allowed but deserves a warning in the log at start-up (`bulwark serve` writes
+    /// these once logging is set up).
+    ///
+    /// In production, a database reached across a network without `sslmode=verify-full`: warned
+    /// about, not refused, because a private link (a VPN, a service mesh's mTLS, a sidecar) can
+    /// make it safe, and the configuration cannot see that.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<&'static str> {
+        use bulwark_persistence::pool::{Transport, transport};
+        let mut warnings = Vec::new();
+        if self.env == AppEnv::Production {
+            match transport(&self.database.connect) {
+                Transport::Local | Transport::Verified => {}
+                Transport::EncryptedUnverified => warnings.push(
+                    "DATABASE_URL: the database is reached across a network with TLS that does not check the server's name (sslmode=require or verify-ca); use sslmode=verify-full",
+                ),
+                Transport::MaybePlain => warnings.push(
+                    "DATABASE_URL: the database is reached across a network possibly in plain text (sslmode is disable, allow or prefer, the default); use sslmode=verify-full",
+                ),
+            }
+        }
+        warnings
     }
 }
 
@@ -1414,7 +1577,11 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.1/8"),
             ("TRUSTED_PROXIES", "everyone"),
             ("CLIENT_IP_HEADER", "x-real-ip"),
-            ("REDIS_URL", "rediss://:hunter2-secret@cache.internal:6380"),
+            (
+                "REDIS_URL",
+                "rediss://:hunter2-secret@cache.internal:6380/#insecure",
+            ),
+            ("REDIS_URL", "redis+unix:///tmp/hunter2-secret.sock"),
             ("REDIS_URL", "not a url hunter2-secret"),
         ] {
             let problems = load(&with(valid_pairs(), name, value)).unwrap_err();
@@ -1429,6 +1596,14 @@ mod tests {
         .unwrap();
         assert!(matches!(redis.fanout, FanoutSettings::Redis { .. }));
         assert!(!format!("{:?}", redis.fanout).contains("hunter2"));
+        let rediss = load(&with(
+            valid_pairs(),
+            "REDIS_URL",
+            "rediss://:hunter2@cache.internal:6380",
+        ))
+        .unwrap();
+        assert!(matches!(rediss.fanout, FanoutSettings::Redis { .. }));
+        assert!(rediss.rate_limits.shared.is_some());
         assert!(matches!(
             load(&valid_pairs()).unwrap().fanout,
             FanoutSettings::Postgres
@@ -1526,7 +1701,7 @@ mod tests {
             ),
             ("JSON_BODY_LIMIT_BYTES", "1"),
             ("APP_ENV", "staging"),
-            ("TLS_CERT_PATH", "/etc/cert.pem"),
+            ("TLS_CERT_PATH", "/nonexistent/cert.pem"),
             ("RUST_LOG", "info,[[["),
         ]
         .into_iter()
@@ -1545,9 +1720,256 @@ mod tests {
                 "JSON_BODY_LIMIT_BYTES",
                 "PORT",
                 "RUST_LOG",
-                "TLS_CERT_PATH"
+                "TLS_CERT_PATH",
+                "TLS_KEY_PATH"
             ]
         );
+    }
+
+    /// A directory of this test's own with a development certificate and key in it.
+    fn tls_files(name: &str) -> (std::path::PathBuf, String, String) {
+        let dir =
+            std::env::temp_dir().join(format!("bulwark-config-{name}-{}", uuid::Uuid::new_v4()));
+        let (cert, key) = crate::tls::write_dev_cert(&dir, false).unwrap();
+        (dir, cert.display().to_string(), key.display().to_string())
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_a_key_that_matches_the_certificate() {
+        let (dir, cert, key) = tls_files("pair");
+        let pairs = with(
+            with(valid_pairs(), "TLS_CERT_PATH", &cert),
+            "TLS_KEY_PATH",
+            &key,
+        );
+        let config = load(&pairs).unwrap();
+        let tls = config.http.tls.as_ref().unwrap();
+        assert!(tls.redirect.is_none());
+        assert!(!format!("{config:?}").contains("PRIVATE KEY"));
+
+        // One alone: the missing one is named.
+        let problems = load(&with(valid_pairs(), "TLS_CERT_PATH", &cert)).unwrap_err();
+        assert_eq!(vars(&problems), ["TLS_KEY_PATH"]);
+        assert!(problems[0].message.contains("go together"), "{problems:?}");
+        let problems = load(&with(valid_pairs(), "TLS_KEY_PATH", &key)).unwrap_err();
+        assert_eq!(vars(&problems), ["TLS_CERT_PATH"]);
+
+        // Another certificate's key: refused, and the key itself is never quoted.
+        let (other_dir, _, other_key) = tls_files("other");
+        let problems = load(&with(
+            with(valid_pairs(), "TLS_CERT_PATH", &cert),
+            "TLS_KEY_PATH",
+            &other_key,
+        ))
+        .unwrap_err();
+        assert_eq!(vars(&problems), ["TLS_KEY_PATH"]);
+        assert!(
+            problems[0].message.contains("does not belong"),
+            "{problems:?}"
+        );
+        let key_pem = std::fs::read_to_string(&other_key).unwrap();
+        let body = key_pem.lines().nth(1).unwrap();
+        assert!(!format!("{problems:?}").contains(body));
+
+        // Swapped: neither file holds what it should.
+        let problems = load(&with(
+            with(valid_pairs(), "TLS_CERT_PATH", &key),
+            "TLS_KEY_PATH",
+            &cert,
+        ))
+        .unwrap_err();
+        assert_eq!(vars(&problems), ["TLS_CERT_PATH", "TLS_KEY_PATH"]);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other_dir).unwrap();
+    }
+
+    #[test]
+    fn the_redirect_listener_needs_tls_and_an_https_public_url() {
+        let (dir, cert, key) = tls_files("redirect");
+        let tls = with(
+            with(valid_pairs(), "TLS_CERT_PATH", &cert),
+            "TLS_KEY_PATH",
+            &key,
+        );
+        let config = load(&with(
+            with(tls.clone(), "TLS_REDIRECT_PORT", "80"),
+            "PUBLIC_URL",
+            "https://api.example.com/app",
+        ))
+        .unwrap();
+        let redirect = config.http.tls.unwrap().redirect.unwrap();
+        assert_eq!(redirect.port, 80);
+        assert_eq!(redirect.origin, "https://api.example.com");
+
+        for (pairs, var) in [
+            // No PUBLIC_URL (its default is http://), or an http:// one.
+            (with(tls.clone(), "TLS_REDIRECT_PORT", "80"), "PUBLIC_URL"),
+            (
+                with(
+                    with(tls.clone(), "TLS_REDIRECT_PORT", "80"),
+                    "PUBLIC_URL",
+                    "http://api.example.com",
+                ),
+                "PUBLIC_URL",
+            ),
+            // The HTTPS port itself, and no TLS at all.
+            (
+                with(
+                    with(
+                        with(tls.clone(), "TLS_REDIRECT_PORT", "8443"),
+                        "PORT",
+                        "8443",
+                    ),
+                    "PUBLIC_URL",
+                    "https://api.example.com",
+                ),
+                "TLS_REDIRECT_PORT",
+            ),
+            (
+                with(
+                    with(valid_pairs(), "TLS_REDIRECT_PORT", "80"),
+                    "PUBLIC_URL",
+                    "https://api.example.com",
+                ),
+                "TLS_REDIRECT_PORT",
+            ),
+            (
+                with(tls.clone(), "TLS_REDIRECT_PORT", "http"),
+                "TLS_REDIRECT_PORT",
+            ),
+        ] {
+            assert_eq!(vars(&load(&pairs).unwrap_err()), [var], "{pairs:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn production_accepts_https_served_in_process_instead_of_a_proxy() {
+        let (dir, cert, key) = tls_files("production");
+        let production = with(valid_pairs(), "APP_ENV", "production");
+        let pairs = with(
+            with(production.clone(), "TLS_CERT_PATH", &cert),
+            "TLS_KEY_PATH",
+            &key,
+        );
+        assert!(load(&pairs).unwrap().http.tls.is_some());
+        // TLS asked for but broken: that is the problem, not a missing proxy.
+        let broken = with(
+            with(production, "TLS_CERT_PATH", &cert),
+            "TLS_KEY_PATH",
+            "/nonexistent/key.pem",
+        );
+        assert_eq!(vars(&load(&broken).unwrap_err()), ["TLS_KEY_PATH"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn database_tls_options_are_parsed_and_checked_at_start_up() {
+        use bulwark_persistence::pool::PgSslMode;
+        let (dir, cert, _) = tls_files("database");
+        let url = |query: &str| format!("postgres://app:pw@db.internal:5432/bulwark?{query}");
+
+        let full = load(&with(
+            valid_pairs(),
+            "DATABASE_URL",
+            &url(&format!("sslmode=verify-full&sslrootcert={cert}")),
+        ))
+        .unwrap();
+        assert!(matches!(
+            full.database.connect.get_ssl_mode(),
+            PgSslMode::VerifyFull
+        ));
+        // libpq's rule: `require` with a root certificate checks the chain (sqlx alone would not).
+        let require = load(&with(
+            valid_pairs(),
+            "DATABASE_URL",
+            &url(&format!("sslmode=require&sslrootcert={cert}")),
+        ))
+        .unwrap();
+        assert!(matches!(
+            require.database.connect.get_ssl_mode(),
+            PgSslMode::VerifyCa
+        ));
+
+        for query in [
+            "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem".to_owned(),
+            format!("sslmode=verify-full&sslrootcert={dir}", dir = dir.display()),
+            "sslmode=sometimes".to_owned(),
+        ] {
+            let problems = load(&with(valid_pairs(), "DATABASE_URL", &url(&query))).unwrap_err();
+            assert_eq!(vars(&problems), ["DATABASE_URL"], "{query}");
+            assert!(!problems[0].message.contains("pw@"), "{problems:?}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn production_warns_about_a_database_across_a_network_without_verify_full() {
+        let production = with(
+            with(valid_pairs(), "APP_ENV", "production"),
+            "BEHIND_TLS_PROXY",
+            "true",
+        );
+        let warnings = |url: &str| {
+            load(&with(production.clone(), "DATABASE_URL", url))
+                .unwrap()
+                .warnings()
+        };
+        assert!(warnings("postgres://app:pw@127.0.0.1/bulwark").is_empty());
+        assert!(warnings("postgres://app:pw@db.internal/bulwark?sslmode=verify-full").is_empty());
+        for url in [
+            "postgres://app:pw@db.internal/bulwark",
+            "postgres://app:pw@db.internal/bulwark?sslmode=require",
+            "postgres://app:pw@10.0.0.5/bulwark?sslmode=disable",
+        ] {
+            let found = warnings(url);
+            assert_eq!(found.len(), 1, "{url}");
+            assert!(
+                found[0].contains("verify-full") && !found[0].contains("pw"),
+                "{url}"
+            );
+        }
+        // Only production warns: a developer's database across the room is their business.
+        assert!(
+            load(&with(
+                valid_pairs(),
+                "DATABASE_URL",
+                "postgres://app:pw@db.internal/bulwark"
+            ))
+            .unwrap()
+            .warnings()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_redis_ca_file_goes_with_rediss_only_and_must_hold_certificates() {
+        let (dir, cert, key) = tls_files("redis");
+        let rediss = with(valid_pairs(), "REDIS_URL", "rediss://cache.internal:6380");
+        let config = load(&with(rediss.clone(), "REDIS_TLS_CA_PATH", &cert)).unwrap();
+        let FanoutSettings::Redis { root_certs, .. } = &config.fanout else {
+            panic!("not redis");
+        };
+        assert!(root_certs.is_some());
+        assert!(config.rate_limits.shared.unwrap().root_certs.is_some());
+
+        for pairs in [
+            with(rediss.clone(), "REDIS_TLS_CA_PATH", &key),
+            with(rediss, "REDIS_TLS_CA_PATH", "/nonexistent/ca.pem"),
+            with(
+                with(valid_pairs(), "REDIS_URL", "redis://127.0.0.1:6379"),
+                "REDIS_TLS_CA_PATH",
+                &cert,
+            ),
+            with(valid_pairs(), "REDIS_TLS_CA_PATH", &cert),
+        ] {
+            assert_eq!(
+                vars(&load(&pairs).unwrap_err()),
+                ["REDIS_TLS_CA_PATH"],
+                "{pairs:?}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod config;
 pub mod delivery;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod webhooks;

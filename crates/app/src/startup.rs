@@ -53,6 +53,7 @@ use bulwark_transport_rest::{ApiDoc, Jwk, JwkSet, OpenApiDocument, Readiness};
 use bulwark_web::access::AccessTable;
 use bulwark_web::middleware::{self, SecurityHeaders};
 use bulwark_web::routing::RouteTable;
+use bulwark_web::shutdown::{Shutdown, ShutdownTrigger};
 use bulwark_web::{cors, extract, routing};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
@@ -82,9 +83,18 @@ impl Fanout {
             crate::config::FanoutSettings::Postgres => {
                 Self::Postgres(PgFanout::new(pool.clone(), FANOUT_BUFFER))
             }
-            crate::config::FanoutSettings::Redis { url, channel } => Self::Redis(
-                RedisFanout::new(url.expose_secret(), channel.clone(), FANOUT_BUFFER)
-                    .map_err(|_| StartupError::Fanout)?,
+            crate::config::FanoutSettings::Redis {
+                url,
+                root_certs,
+                channel,
+            } => Self::Redis(
+                RedisFanout::with_root_certs(
+                    url.expose_secret(),
+                    root_certs.as_deref(),
+                    channel.clone(),
+                    FANOUT_BUFFER,
+                )
+                .map_err(|_| StartupError::Fanout)?,
             ),
         })
     }
@@ -130,8 +140,9 @@ fn rate_limiter(
         });
         return Ok(Arc::new(local));
     };
-    let redis = bulwark_persistence::redis_limiter::RedisRateLimiter::new(
+    let redis = bulwark_persistence::redis_limiter::RedisRateLimiter::with_root_certs(
         shared.url.expose_secret(),
+        shared.root_certs.as_deref(),
         shared.prefix.clone(),
     )
     .map_err(|_| StartupError::Fanout)?;
@@ -146,6 +157,27 @@ fn rate_limiter(
         vec![(None, counted.fallbacks() as f64)]
     });
     Ok(limiter)
+}
+
+/// Completes on SIGTERM (what orchestrators send) or SIGINT (Ctrl-C). If a handler cannot be
+/// installed, that signal is simply not awaited (and logged): the process can still be stopped.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait = |kind: SignalKind, name: &'static str| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, signal = name, "cannot listen for a stop signal");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = wait(SignalKind::terminate(), "SIGTERM") => {}
+        () = wait(SignalKind::interrupt(), "SIGINT") => {}
+    }
 }
 
 /// The separate metrics listener (`METRICS_ADDR`): one worker, `GET /metrics` and nothing else
@@ -283,6 +315,9 @@ pub enum StartupError {
 /// Everything the workers share, built once.
 #[derive(Clone)]
 pub struct AppState {
+    /// Fired when the server begins to stop (sockets close with 1001).
+    shutdown_trigger: Arc<ShutdownTrigger>,
+    shutdown: web::Data<Shutdown>,
     http: HttpSettings,
     headers: SecurityHeaders,
     readiness: web::Data<Readiness>,
@@ -568,7 +603,10 @@ impl AppState {
             origins: http.cors.clone(),
             settings: bulwark_transport_ws::Settings::default(),
         };
+        let (shutdown_trigger, shutdown) = bulwark_web::shutdown::channel();
         Ok(Self {
+            shutdown_trigger: Arc::new(shutdown_trigger),
+            shutdown: web::Data::new(shutdown),
             socket: web::Data::new(socket),
             graphql_socket: web::Data::new(graphql_socket),
             rate_limits: web::Data::new(bulwark_web::rate_limit::RateLimits::new(
@@ -586,7 +624,8 @@ impl AppState {
             graphql: web::Data::new(graphql),
             graphql_limits: web::Data::new(config.graphql),
             headers: SecurityHeaders {
-                hsts: http.behind_tls_proxy,
+                // Over TLS, whether ours (`TLS_CERT_PATH`) or a proxy's: the same header either way.
+                hsts: http.behind_tls_proxy || http.tls.is_some(),
                 docs_prefix: http.docs_ui.then_some(DOCS_PREFIX),
             },
             readiness: web::Data::new(Readiness::new(probes, http.readiness_timeout)),
@@ -678,6 +717,7 @@ pub fn app(
         .app_data(state.admin.clone())
         .app_data(state.audit.clone())
         .app_data(state.abuse.clone())
+        .app_data(state.shutdown.clone())
         .configure(crate::api::routes)
         .split_for_parts();
     let app = match state.test_routes {
@@ -724,6 +764,8 @@ fn spawn_purge(pool: PgPool) -> tokio::task::JoinHandle<()> {
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
+    redirect_port: Option<u16>,
+    shutdown: Arc<ShutdownTrigger>,
     server: Server,
     pool: PgPool,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -808,20 +850,53 @@ impl Application {
                 }
             }));
         }
+        // Like the metrics listener: a task of its own, aborted (which closes its socket) when the
+        // service stops. A redirect has nothing in flight worth a grace period.
+        let redirect = config
+            .http
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.redirect.as_ref());
+        let redirect_port = match redirect {
+            Some(redirect) => {
+                let (port, server) = crate::tls::redirect_listener(
+                    config.http.host,
+                    redirect,
+                    config.http.client_header_timeout,
+                )?;
+                background.push(tokio::spawn(async move {
+                    if let Err(error) = server.await {
+                        tracing::error!(error = %error, "the HTTP-to-HTTPS redirect listener stopped");
+                    }
+                }));
+                Some(port)
+            }
+            None => None,
+        };
 
         let http = &config.http;
+        let shutdown = state.shutdown_trigger.clone();
+        // The signals are ours (`run_until_stopped`): the sockets must hear of the shutdown before
+        // actix starts waiting for connections to end.
         let server = HttpServer::new(move || app(state.clone()))
             .workers(http.workers)
             .client_request_timeout(http.client_header_timeout)
             .client_disconnect_timeout(std::time::Duration::from_secs(1))
             .shutdown_timeout(http.shutdown_grace.as_secs())
-            .listen(listener)
-            .map_err(bind_error)?
-            .run();
+            .disable_signals();
+        // With TLS the listener speaks nothing else: a plain-HTTP request fails the handshake.
+        let server = match &http.tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls.server_config()),
+            None => server.listen(listener),
+        }
+        .map_err(bind_error)?
+        .run();
         Ok(Self {
             port,
             metrics_port,
+            redirect_port,
             server,
+            shutdown,
             pool,
             background,
         })
@@ -839,13 +914,32 @@ impl Application {
         self.metrics_port
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests get the configured grace period),
-    /// then closes the pool.
+    /// The port of the plain-HTTP redirect listener, when `TLS_REDIRECT_PORT` is set.
+    #[must_use]
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.redirect_port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully: the listener closes at once (new
+    /// connections are refused), every WebSocket is closed with 1001 (going away), and in-flight
+    /// requests get `SHUTDOWN_GRACE_SECS` to finish; then the background tasks stop and the pool
+    /// closes.
     ///
     /// # Errors
     /// An IO error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = stop_signal() => {
+                tracing::info!("stopping: no new connections; sockets told to go away; finishing in-flight requests");
+                self.shutdown.fire();
+                // The stop is carried out by the server future itself: both are driven together.
+                let ((), result) = tokio::join!(handle.stop(true), server);
+                result
+            }
+        };
         for task in &self.background {
             task.abort();
         }

@@ -210,9 +210,10 @@ fn refuses_unsafe_production_settings() {
         &with(production.clone(), &[("BEHIND_TLS_PROXY", None)]),
         &["BEHIND_TLS_PROXY"],
     );
+    // A certificate without its key, and a certificate file that is not there: both said at once.
     assert_refused(
         &with(production, &[("TLS_CERT_PATH", Some("/etc/tls/cert.pem"))]),
-        &["TLS_CERT_PATH"],
+        &["TLS_CERT_PATH", "TLS_KEY_PATH"],
     );
 }
 

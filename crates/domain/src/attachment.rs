@@ -83,9 +83,10 @@ impl AttachmentType {
         let clean = text
             .chars()
             .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'));
+        // Byte-order marks and whitespace, in any order and number: a browser skips them all
+        // before it decides that a document is markup.
         let head = text
-            .trim_start_matches('\u{feff}')
-            .trim_start()
+            .trim_start_matches(|c: char| c == '\u{feff}' || c.is_whitespace())
             .chars()
             .take(16)
             .collect::<String>()
@@ -105,7 +106,9 @@ pub fn sanitize_filename(raw: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' '))
         .take(MAX_FILENAME_CHARS)
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim().to_owned();
+    // No leading dot (a hidden file, `.`, `..`) and no surrounding spaces, however they are
+    // interleaved (`. .htaccess`): what is left starts with a letter, a digit, `-` or `_`.
+    let cleaned = cleaned.trim_start_matches(['.', ' ']).trim_end().to_owned();
     if cleaned.is_empty() {
         "attachment".to_owned()
     } else {

@@ -30,9 +30,21 @@ impl Unexpected {
     /// may retry soon, so transports answer 503 with `Retry-After` instead of 500.
     #[must_use]
     pub fn is_saturation(&self) -> bool {
+        self.caused_by::<crate::password::Saturated>()
+    }
+
+    /// Whether the cause is that a dependency could not be reached or did not answer in time
+    /// ([`Unavailable`]): not a bug, and over when it is back, so transports answer 503 with
+    /// `Retry-After` instead of 500.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        self.caused_by::<Unavailable>()
+    }
+
+    fn caused_by<T: std::error::Error + 'static>(&self) -> bool {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self.source.as_ref());
         while let Some(error) = cause {
-            if error.is::<crate::password::Saturated>() {
+            if error.is::<T>() {
                 return true;
             }
             cause = error.source();
@@ -40,6 +52,14 @@ impl Unexpected {
         false
     }
 }
+
+/// A dependency (the database) could not be reached, refused the connection, dropped it, or did
+/// not answer in time. The adapters wrap such failures in this marker — only they know what their
+/// driver's errors mean — and the domain passes it on inside [`Unexpected`], so that a transport can
+/// tell an outage (503, retry later) from a bug (500).
+#[derive(Debug, thiserror::Error)]
+#[error("a dependency is unavailable")]
+pub struct Unavailable(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// `result.or_unexpected("step")`: the shorthand services use for every port call whose failure is
 /// not the client's business.

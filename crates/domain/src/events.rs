@@ -139,6 +139,15 @@ impl Notification {
         self.event == DELETED
     }
 
+    /// Whether it is a document's creation. A subscription to *one* document can only be made
+    /// once the document exists, so its creation is news from before the subscription — late
+    /// news, when the fan-out delivers it after the subscription began — and such subscriptions
+    /// skip it; a personal feed (`myNotifications`) does not.
+    #[must_use]
+    pub fn is_creation(&self) -> bool {
+        self.event == CREATED
+    }
+
     /// Whether it concerns this user directly: a document they own, or one just shared with them
     /// (the filter of a personal feed, before the policy is asked).
     #[must_use]

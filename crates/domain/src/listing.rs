@@ -40,7 +40,14 @@ pub fn decode_cursor(raw: &str) -> Result<Cursor, FieldViolation> {
     let created_at =
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
     let id = Uuid::try_parse(id).map_err(|_| invalid())?;
-    Ok(Cursor { created_at, id })
+    let cursor = Cursor { created_at, id };
+    // Only the one spelling `encode_cursor` writes: `+5`, `005`, `-0` or a hyphenated, braced or
+    // upper-case id would decode to the same position, but a cursor is an opaque token, and
+    // accepting many spellings of one makes it a place for smuggled data and cache misses.
+    if encode_cursor(&cursor) != raw {
+        return Err(invalid());
+    }
+    Ok(cursor)
 }
 
 /// The page size (default [`DEFAULT_LIMIT`]); a violation on `limit` outside 1..=[`MAX_LIMIT`].

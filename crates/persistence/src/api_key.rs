@@ -34,7 +34,7 @@ impl PgApiKeyRepository {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> ApiKeyStoreError {
-    ApiKeyStoreError(Box::new(error))
+    ApiKeyStoreError(crate::classify(error))
 }
 
 /// A stored row the domain refuses: a broken invariant, for the log.

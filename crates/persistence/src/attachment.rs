@@ -31,7 +31,7 @@ impl PgAttachmentRepository {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> AttachmentStoreError {
-    AttachmentStoreError(Box::new(error))
+    AttachmentStoreError(crate::classify(error))
 }
 
 /// A stored value the domain refuses, or an owner that cannot be found: errors for the log.

@@ -60,12 +60,12 @@ impl AuditLog for PgAuditLog {
         .execute(&self.pool)
         .await
         .map(|_| ())
-        .map_err(|e| AuditError::Unavailable(Box::new(e)))
+        .map_err(unavailable)
     }
 }
 
 fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> AuditError {
-    AuditError::Unavailable(Box::new(error))
+    AuditError::Unavailable(crate::classify(error))
 }
 
 /// A stored row that does not make a record (an address `host()` printed and Rust cannot read, a

@@ -49,7 +49,7 @@ impl PgDocumentRepository {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> DocumentStoreError {
-    DocumentStoreError(Box::new(error))
+    DocumentStoreError(crate::classify(error))
 }
 
 /// A stored row that no longer parses is a broken invariant (someone wrote around the domain

@@ -22,7 +22,7 @@ impl PgFlowLimiter {
 }
 
 fn store_error(error: sqlx::Error) -> FlowStoreError {
-    FlowStoreError(Box::new(error))
+    FlowStoreError(crate::classify(error))
 }
 
 #[async_trait]

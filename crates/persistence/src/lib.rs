@@ -49,6 +49,40 @@ pub mod webhook;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 pub use pool::{DatabaseSettings, connect};
+
+/// Boxes an adapter's error for its port, marking the database's unavailability as such
+/// ([`bulwark_domain::error::Unavailable`]): the transports answer an outage with 503 and
+/// `Retry-After`, and anything else with a generic 500.
+pub(crate) fn classify(
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(error);
+    match boxed.downcast::<sqlx::Error>() {
+        Ok(error) if unreachable(&error) => Box::new(bulwark_domain::error::Unavailable(error)),
+        Ok(error) => error,
+        Err(other) => other,
+    }
+}
+
+/// Whether a driver error means the database is unreachable or did not answer in time (rather
+/// than that the query or the data is wrong): no connection (refused, reset, TLS, the pool's
+/// acquire timeout, a closed pool), a connection the server ended (`57P01` terminated by an
+/// administrator, `57P02`/`57P03` crash or start-up), a connection exception (class `08`), too
+/// many connections (`53300`), or a statement cancelled by its timeout (`57014`).
+fn unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014")
+        }),
+        _ => false,
+    }
+}
 pub use sqlx::PgPool;
 pub use sqlx::migrate::MigrateError;
 pub use sqlx::postgres::PgConnectOptions;
@@ -74,5 +108,30 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> 
         Ok(false)
     } else {
         sqlx::Postgres::create_database(url).await.map(|()| true)
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::classify;
+
+    fn is_unavailable(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+        error.is::<bulwark_domain::error::Unavailable>()
+    }
+
+    #[test]
+    fn an_unreachable_database_is_marked_unavailable_and_a_wrong_query_is_not() {
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_unavailable(classify(refused).as_ref()));
+        assert!(is_unavailable(classify(sqlx::Error::PoolTimedOut).as_ref()));
+        assert!(is_unavailable(classify(sqlx::Error::PoolClosed).as_ref()));
+        assert!(!is_unavailable(classify(sqlx::Error::RowNotFound).as_ref()));
+        assert!(!is_unavailable(
+            classify(sqlx::Error::ColumnNotFound("x".into())).as_ref()
+        ));
+        // Not a driver error at all: boxed as it is.
+        let other = classify(std::io::Error::other("not sqlx"));
+        assert!(!is_unavailable(other.as_ref()));
+        assert_eq!(other.to_string(), "not sqlx");
     }
 }

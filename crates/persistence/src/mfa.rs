@@ -29,7 +29,7 @@ impl PgMfaStore {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> MfaStoreError {
-    MfaStoreError(Box::new(error))
+    MfaStoreError(crate::classify(error))
 }
 
 fn micros(duration: Duration) -> i64 {

@@ -30,7 +30,7 @@ impl PgOAuthStore {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> OAuthStoreError {
-    OAuthStoreError(Box::new(error))
+    OAuthStoreError(crate::classify(error))
 }
 
 /// Whether a database error is the violation of this constraint.

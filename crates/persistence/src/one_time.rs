@@ -29,7 +29,7 @@ impl PgOneTimeTokenStore {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> OneTimeTokenStoreError {
-    OneTimeTokenStoreError(Box::new(error))
+    OneTimeTokenStoreError(crate::classify(error))
 }
 
 /// A refresh token was handed to the one-time store: a wiring bug, refused before any SQL.

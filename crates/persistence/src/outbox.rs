@@ -124,7 +124,7 @@ struct OpenedPart {
 struct UnusableRow(Uuid, &'static str);
 
 fn mail_error(error: impl std::error::Error + Send + Sync + 'static) -> MailError {
-    MailError(Box::new(error))
+    MailError(crate::classify(error))
 }
 
 /// The sealing context of a row's payload: its template and its recipient.

@@ -23,6 +23,11 @@
 //! the URL does not separate them), so deployments or test runs that share one Redis stay apart
 //! only by using different channels. The URL may hold a password, so it is never logged, and
 //! neither this type's `Debug` nor its errors show it.
+//!
+//! `rediss://` URLs connect over TLS (rustls on the process's aws-lc-rs provider, TLS 1.2+), and
+//! the server's certificate is checked against its host name and the Mozilla roots compiled in —
+//! or only against the CA certificates given to [`RedisFanout::with_root_certs`] (a private CA).
+//! The `#insecure` form (no host-name check) is refused, as are unix sockets and RESP3.
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,35 +60,68 @@ pub enum RedisFanoutError {
     /// The URL does not parse as a Redis URL.
     #[error("the Redis URL is invalid: {0}")]
     InvalidUrl(#[source] RedisError),
-    /// A TLS (`rediss://`), unix-socket or RESP3 URL: only plain `redis://` over TCP with the
-    /// default protocol is supported.
-    #[error("only redis:// URLs are supported (TCP, RESP2): no rediss://, unix sockets or RESP3")]
+    /// A unix-socket, RESP3 or `rediss://…#insecure` URL: only `redis://` and `rediss://` over TCP
+    /// with the default protocol are supported.
+    #[error(
+        "only redis:// and rediss:// URLs are supported (TCP, RESP2): no unix sockets, RESP3 or #insecure"
+    )]
     UnsupportedUrl,
+    /// CA certificates were given but are not PEM certificates, or the URL is not `rediss://`.
+    #[error("the Redis CA certificates are not PEM certificates, or the URL is not rediss://")]
+    RootCerts,
     /// The channel name is empty.
     #[error("the Redis channel name is empty")]
     EmptyChannel,
 }
 
-/// Why a URL is not one this crate's Redis adapters take (neither variant holds the URL).
+/// Why a URL is not one this crate's Redis adapters take (no variant holds the URL).
 #[derive(Debug)]
 pub(crate) enum UrlProblem {
     /// It does not parse as a Redis URL.
     Invalid(RedisError),
-    /// A TLS (`rediss://`), unix-socket or RESP3 URL.
+    /// A unix-socket, RESP3 or `rediss://…#insecure` URL.
     Unsupported,
+    /// CA certificates that are not PEM certificates, or given with a `redis://` URL.
+    RootCerts,
 }
 
-/// A client for `url`, which must be a plain `redis://` URL over TCP with the default protocol
-/// (RESP2) — the rule every Redis adapter of this crate shares. Parses only: no network I/O.
-pub(crate) fn plain_client(url: &str) -> Result<redis::Client, UrlProblem> {
+/// The first line of a PEM certificate.
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// A client for `url`, which must be a `redis://` or `rediss://` URL over TCP with the default
+/// protocol (RESP2) — the rule every Redis adapter of this crate shares. With `root_certs` (PEM),
+/// a `rediss://` server must present a certificate issued by one of them (instead of by a
+/// well-known CA). Parses only: no network I/O.
+pub(crate) fn client(url: &str, root_certs: Option<&[u8]>) -> Result<redis::Client, UrlProblem> {
     let client = redis::Client::open(url).map_err(UrlProblem::Invalid)?;
     let info = client.get_connection_info();
-    if !matches!(info.addr(), ConnectionAddr::Tcp(..))
-        || info.redis_settings().protocol() != ProtocolVersion::RESP2
-    {
+    if info.redis_settings().protocol() != ProtocolVersion::RESP2 {
         return Err(UrlProblem::Unsupported);
     }
-    Ok(client)
+    match (info.addr(), root_certs) {
+        (ConnectionAddr::Tcp(..), None) => Ok(client),
+        // `#insecure` switches the host-name check off: anyone with any valid certificate could
+        // then answer in the server's place.
+        (ConnectionAddr::TcpTls { insecure: true, .. }, _) => Err(UrlProblem::Unsupported),
+        (ConnectionAddr::TcpTls { .. }, None) => Ok(client),
+        (ConnectionAddr::TcpTls { .. }, Some(pem)) => {
+            // An empty store would fail every handshake later; say so now.
+            if !pem
+                .windows(CERTIFICATE_PEM.len())
+                .any(|window| window == CERTIFICATE_PEM)
+            {
+                return Err(UrlProblem::RootCerts);
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            };
+            redis::Client::build_with_tls(info.clone(), certificates)
+                .map_err(|_| UrlProblem::RootCerts)
+        }
+        (ConnectionAddr::Tcp(..), Some(_)) => Err(UrlProblem::RootCerts),
+        _ => Err(UrlProblem::Unsupported),
+    }
 }
 
 /// Why the listener stopped (it then reconnects).
@@ -103,7 +141,8 @@ enum ListenError {
 /// Cloning is cheap and shares everything: the local broadcast, the publishing connection.
 #[derive(Clone)]
 pub struct RedisFanout {
-    client: redis::Client,
+    /// Shared: with TLS compiled in, a client is a few hundred bytes.
+    client: Arc<redis::Client>,
     channel: Arc<str>,
     local: broadcast::Sender<Notification>,
     /// Made on the first publish (it needs a runtime); reconnects by itself afterwards.
@@ -120,7 +159,7 @@ impl fmt::Debug for RedisFanout {
 }
 
 impl RedisFanout {
-    /// A fan-out over the Redis at `url` (`redis://[user][:password@]host[:port][/db]`) on
+    /// A fan-out over the Redis at `url` (`redis[s]://[user][:password@]host[:port][/db]`) on
     /// `channel`; each local subscriber may fall `capacity` notifications behind before it is
     /// told it lagged.
     ///
@@ -129,10 +168,25 @@ impl RedisFanout {
     /// publishing logs its failures.
     ///
     /// # Errors
-    /// [`RedisFanoutError`] when the URL does not parse or is not a plain `redis://` TCP URL, or
-    /// the channel is empty. The error never quotes the URL.
+    /// [`RedisFanoutError`] when the URL does not parse or is not a `redis://` or `rediss://` TCP
+    /// URL, or the channel is empty. The error never quotes the URL.
     pub fn new(
         url: &str,
+        channel: impl Into<String>,
+        capacity: usize,
+    ) -> Result<Self, RedisFanoutError> {
+        Self::with_root_certs(url, None, channel, capacity)
+    }
+
+    /// [`RedisFanout::new`] for a `rediss://` server whose certificate is issued by a CA of
+    /// `root_certs` (PEM; they replace the well-known CAs), when given.
+    ///
+    /// # Errors
+    /// As [`RedisFanout::new`], and [`RedisFanoutError::RootCerts`] when `root_certs` holds no
+    /// PEM certificate or the URL is not `rediss://`.
+    pub fn with_root_certs(
+        url: &str,
+        root_certs: Option<&[u8]>,
         channel: impl Into<String>,
         capacity: usize,
     ) -> Result<Self, RedisFanoutError> {
@@ -140,13 +194,14 @@ impl RedisFanout {
         if channel.is_empty() {
             return Err(RedisFanoutError::EmptyChannel);
         }
-        let client = plain_client(url).map_err(|problem| match problem {
+        let client = client(url, root_certs).map_err(|problem| match problem {
             UrlProblem::Invalid(error) => RedisFanoutError::InvalidUrl(error),
             UrlProblem::Unsupported => RedisFanoutError::UnsupportedUrl,
+            UrlProblem::RootCerts => RedisFanoutError::RootCerts,
         })?;
         let (local, _) = broadcast::channel(capacity.max(1));
         Ok(Self {
-            client,
+            client: Arc::new(client),
             channel: channel.into(),
             local,
             publisher: Arc::new(OnceCell::new()),
@@ -230,7 +285,7 @@ impl RedisFanout {
             .get_or_try_init(|| async {
                 // Lazy: connects on the first command, inside the publish timeout.
                 ConnectionManager::new_lazy_with_config(
-                    self.client.clone(),
+                    (*self.client).clone(),
                     ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(Duration::from_secs(1)))
                         .set_response_timeout(Some(Duration::from_secs(1)))
@@ -354,10 +409,13 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_redis_urls_are_taken_and_the_password_is_never_shown() {
+    fn only_tcp_redis_urls_are_taken_and_the_password_is_never_shown() {
         let secret = "hunter2-not-for-logs";
         let fanout =
             RedisFanout::new("redis://user:hunter2-not-for-logs@127.0.0.1:6379/0", "c", 8).unwrap();
+        assert!(
+            RedisFanout::new("rediss://:hunter2-not-for-logs@cache.internal:6380", "c", 8).is_ok()
+        );
         let mut shown = String::new();
         write!(shown, "{fanout:?}").unwrap();
         assert!(
@@ -366,7 +424,7 @@ mod tests {
         );
 
         for url in [
-            "rediss://:hunter2-not-for-logs@127.0.0.1:6379",
+            "rediss://:hunter2-not-for-logs@127.0.0.1:6379/#insecure",
             "redis+unix:///tmp/hunter2-not-for-logs.sock",
             "redis://:hunter2-not-for-logs@127.0.0.1:6379/?protocol=resp3",
             "http://:hunter2-not-for-logs@127.0.0.1:6379",
@@ -381,6 +439,76 @@ mod tests {
             RedisFanout::new("redis://127.0.0.1:6379", "", 8),
             Err(RedisFanoutError::EmptyChannel)
         ));
+        // CA certificates go with rediss:// only, and must be certificates.
+        let ca = crate::test_redis::TlsFiles::new();
+        assert!(
+            RedisFanout::with_root_certs("rediss://127.0.0.1:1", Some(&ca.cert_pem), "c", 8)
+                .is_ok()
+        );
+        for (url, pem) in [
+            ("redis://127.0.0.1:1", &ca.cert_pem[..]),
+            ("rediss://127.0.0.1:1", b"not a certificate"),
+            ("rediss://127.0.0.1:1", &ca.key_pem[..]),
+        ] {
+            assert!(
+                matches!(
+                    RedisFanout::with_root_certs(url, Some(pem), "c", 8),
+                    Err(RedisFanoutError::RootCerts)
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    /// Publishes until `receiver` hears a real notification, or gives up after 30 s.
+    async fn roundtrip(fanout: &RedisFanout) -> bool {
+        let mut receiver = fanout.subscribe();
+        let listener = fanout.spawn_listener();
+        let heard = timeout(Duration::from_secs(15), async {
+            loop {
+                fanout
+                    .publish(event(Uuid::new_v4(), DocumentChange::Deleted))
+                    .await;
+                if let Ok(Ok(_)) = timeout(Duration::from_millis(200), receiver.recv()).await {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok();
+        listener.abort();
+        heard
+    }
+
+    #[tokio::test]
+    async fn notifications_travel_over_rediss_to_a_server_of_the_given_ca_only() {
+        let tls = crate::test_redis::TlsFiles::new();
+        let server = OwnRedis::start_tls(free_port(), &tls).await;
+        let trusting =
+            RedisFanout::with_root_certs(&server.tls_url(), Some(&tls.cert_pem), own_channel(), 8)
+                .unwrap();
+        assert!(roundtrip(&trusting).await, "no notification over TLS");
+
+        // The built-in (Mozilla) roots do not include this CA: nothing is ever sent to the server.
+        let default_roots = RedisFanout::new(&server.tls_url(), own_channel(), 8).unwrap();
+        let mut connection = default_roots
+            .client
+            .get_multiplexed_async_connection()
+            .await;
+        assert!(connection.is_err(), "an unknown CA was trusted");
+        // And plain text to the TLS port is no way round it.
+        let plain = RedisFanout::new(
+            &server.tls_url().replacen("rediss", "redis", 1),
+            own_channel(),
+            8,
+        )
+        .unwrap();
+        connection = plain.client.get_multiplexed_async_connection().await;
+        let refused = match connection {
+            Err(_) => true,
+            Ok(mut c) => redis::cmd("PING").exec_async(&mut c).await.is_err(),
+        };
+        assert!(refused, "the TLS port answered plain text");
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::OnceCell;
 
-use crate::redis_fanout::{UrlProblem, plain_client};
+use crate::redis_fanout::{UrlProblem, client};
 
 /// How long one decision may take, connecting included, unless
 /// [`RedisRateLimiter::with_timeout`] says otherwise.
@@ -150,10 +150,15 @@ pub enum RedisLimiterError {
     /// The URL does not parse as a Redis URL.
     #[error("the Redis URL is invalid: {0}")]
     InvalidUrl(#[source] RedisError),
-    /// A TLS (`rediss://`), unix-socket or RESP3 URL: only plain `redis://` over TCP with the
-    /// default protocol is supported.
-    #[error("only redis:// URLs are supported (TCP, RESP2): no rediss://, unix sockets or RESP3")]
+    /// A unix-socket, RESP3 or `rediss://…#insecure` URL: only `redis://` and `rediss://` over TCP
+    /// with the default protocol are supported.
+    #[error(
+        "only redis:// and rediss:// URLs are supported (TCP, RESP2): no unix sockets, RESP3 or #insecure"
+    )]
     UnsupportedUrl,
+    /// CA certificates were given but are not PEM certificates, or the URL is not `rediss://`.
+    #[error("the Redis CA certificates are not PEM certificates, or the URL is not rediss://")]
+    RootCerts,
     /// The key prefix is empty.
     #[error("the Redis key prefix is empty")]
     EmptyPrefix,
@@ -194,7 +199,7 @@ impl fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
-    /// A limiter over the Redis at `url` (`redis://[user][:password@]host[:port][/db]`), keeping
+    /// A limiter over the Redis at `url` (`redis[s]://[user][:password@]host[:port][/db]`), keeping
     /// its keys under `<prefix>:rl:` — instances share allowances exactly when they share the
     /// Redis, the database and the prefix.
     ///
@@ -202,16 +207,31 @@ impl RedisRateLimiter {
     /// error now (each check then fails, quickly).
     ///
     /// # Errors
-    /// [`RedisLimiterError`] when the URL does not parse or is not a plain `redis://` TCP URL, or
-    /// the prefix is empty. The error never quotes the URL.
+    /// [`RedisLimiterError`] when the URL does not parse or is not a `redis://` or `rediss://` TCP
+    /// URL, or the prefix is empty. The error never quotes the URL.
     pub fn new(url: &str, prefix: impl Into<String>) -> Result<Self, RedisLimiterError> {
+        Self::with_root_certs(url, None, prefix)
+    }
+
+    /// [`RedisRateLimiter::new`] for a `rediss://` server whose certificate is issued by a CA of
+    /// `root_certs` (PEM; they replace the well-known CAs), when given.
+    ///
+    /// # Errors
+    /// As [`RedisRateLimiter::new`], and [`RedisLimiterError::RootCerts`] when `root_certs` holds
+    /// no PEM certificate or the URL is not `rediss://`.
+    pub fn with_root_certs(
+        url: &str,
+        root_certs: Option<&[u8]>,
+        prefix: impl Into<String>,
+    ) -> Result<Self, RedisLimiterError> {
         let prefix: String = prefix.into();
         if prefix.is_empty() {
             return Err(RedisLimiterError::EmptyPrefix);
         }
-        let client = plain_client(url).map_err(|problem| match problem {
+        let client = client(url, root_certs).map_err(|problem| match problem {
             UrlProblem::Invalid(error) => RedisLimiterError::InvalidUrl(error),
             UrlProblem::Unsupported => RedisLimiterError::UnsupportedUrl,
+            UrlProblem::RootCerts => RedisLimiterError::RootCerts,
         })?;
         Ok(Self {
             client,
@@ -731,7 +751,7 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_redis_urls_are_taken_and_the_password_is_never_shown() {
+    fn only_tcp_redis_urls_are_taken_and_the_password_is_never_shown() {
         let secret = "hunter2-not-for-logs";
         let limiter =
             RedisRateLimiter::new("redis://user:hunter2-not-for-logs@127.0.0.1:6379/0", "p")
@@ -746,7 +766,7 @@ mod tests {
         assert_eq!(limiter.prefix(), "p");
 
         for url in [
-            "rediss://:hunter2-not-for-logs@127.0.0.1:6379",
+            "rediss://:hunter2-not-for-logs@127.0.0.1:6379/#insecure",
             "redis+unix:///tmp/hunter2-not-for-logs.sock",
             "unix:///tmp/hunter2-not-for-logs.sock",
             "redis://:hunter2-not-for-logs@127.0.0.1:6379/?protocol=resp3",
@@ -759,10 +779,15 @@ mod tests {
             write!(shown, "{error} {error:?}").unwrap();
             assert!(!shown.contains(secret), "{url}: {shown}");
         }
-        // Without TLS compiled in, `redis` itself refuses `rediss://` as invalid.
+        // TLS, with the host name checked: yes; without the check (`#insecure`): no.
+        assert!(RedisRateLimiter::new("rediss://127.0.0.1:6379", "p").is_ok());
         assert!(matches!(
-            RedisRateLimiter::new("rediss://127.0.0.1:6379", "p"),
-            Err(RedisLimiterError::InvalidUrl(_))
+            RedisRateLimiter::new("rediss://127.0.0.1:6379/#insecure", "p"),
+            Err(RedisLimiterError::UnsupportedUrl)
+        ));
+        assert!(matches!(
+            RedisRateLimiter::with_root_certs("redis://127.0.0.1:6379", Some(b"x"), "p"),
+            Err(RedisLimiterError::RootCerts)
         ));
         assert!(matches!(
             RedisRateLimiter::new("redis://127.0.0.1:6379/?protocol=resp3", "p"),
@@ -796,6 +821,24 @@ mod tests {
             assert!(Instant::now() < deadline, "the limiter never reached redis");
             sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn decisions_are_shared_over_rediss_with_a_private_ca() {
+        let tls = crate::test_redis::TlsFiles::new();
+        let server = OwnRedis::start_tls(free_port(), &tls).await;
+        let prefix = own_prefix();
+        let a = RedisRateLimiter::with_root_certs(&server.tls_url(), Some(&tls.cert_pem), &*prefix)
+            .unwrap();
+        let b = RedisRateLimiter::with_root_certs(&server.tls_url(), Some(&tls.cert_pem), &*prefix)
+            .unwrap();
+        let p = policy(10, 60);
+        assert_eq!(first_success(&a, &p, "k").await.remaining, 9);
+        assert_eq!(
+            first_success(&b, &p, "k").await.remaining,
+            8,
+            "one allowance"
+        );
     }
 
     #[tokio::test]

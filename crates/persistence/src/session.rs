@@ -33,7 +33,7 @@ impl PgSessionStore {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> SessionStoreError {
-    SessionStoreError(Box::new(error))
+    SessionStoreError(crate::classify(error))
 }
 
 /// A `users.role` value the domain does not know: a broken invariant, an error for the log.

@@ -24,7 +24,7 @@ impl PgLoginThrottle {
 }
 
 fn store_error(error: sqlx::Error) -> ThrottleStoreError {
-    ThrottleStoreError(Box::new(error))
+    ThrottleStoreError(crate::classify(error))
 }
 
 /// Whole seconds, rounded up: a client told "retry after 0" while still blocked would hammer.

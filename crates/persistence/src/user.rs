@@ -32,7 +32,7 @@ impl PgUserRepository {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> UserStoreError {
-    UserStoreError(Box::new(error))
+    UserStoreError(crate::classify(error))
 }
 
 /// A stored row that no longer parses is a broken invariant (someone wrote around the domain

@@ -55,7 +55,7 @@ impl PgWebhookRepository {
 }
 
 fn store_error(error: impl std::error::Error + Send + Sync + 'static) -> WebhookStoreError {
-    WebhookStoreError(Box::new(error))
+    WebhookStoreError(crate::classify(error))
 }
 
 /// A stored row that no longer parses is a broken invariant (someone wrote around the domain

@@ -174,7 +174,7 @@ async fn run_all(
 /// Run a GraphQL operation.
 ///
 /// The schema is at `openapi/schema.graphql`. Errors travel in `errors` with `extensions.code`
-/// (`UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `RATE_LIMITED`, `INTERNAL`).
+/// (`UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `RATE_LIMITED`, `SERVICE_UNAVAILABLE`, `INTERNAL`).
 /// Only `application/json`; one operation per request (batching is off unless configured);
 /// query size, tokens, aliases, root fields, depth and complexity are limited.
 #[utoipa::path(

@@ -4,7 +4,7 @@
 //! decides (object level: `DocumentAccess`; function level: `policy::allows`; fields:
 //! `policy::may_see_private_profile` and `DocumentAccess::see_shares`). A field the caller may not
 //! see resolves to `null` with a `FORBIDDEN` error. Errors carry `extensions.code` (`UNAUTHENTICATED`,
-//! `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `RATE_LIMITED`, `INTERNAL`); an unexpected failure is
+//! `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `RATE_LIMITED`, `SERVICE_UNAVAILABLE`, `INTERNAL`); an unexpected failure is
 //! logged with its cause and reaches the client as `INTERNAL` with a fixed message.
 //!
 //! The schema is recursive on purpose (`Document.owner.documents…`): depth and complexity limits
@@ -127,6 +127,8 @@ pub mod codes {
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     /// Too many requests.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// A dependency (the database) is unreachable right now: retry shortly.
+    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// Anything else; never details.
     pub const INTERNAL: &str = "INTERNAL";
 }
@@ -148,6 +150,13 @@ fn not_found() -> async_graphql::Error {
 }
 
 fn internal(error: &Unexpected) -> async_graphql::Error {
+    if error.is_unavailable() {
+        tracing::error!(error = ?error, "GraphQL resolver: a dependency is unavailable");
+        return coded(
+            "The service cannot complete this request right now; retry shortly.",
+            codes::SERVICE_UNAVAILABLE,
+        );
+    }
     tracing::error!(error = ?error, "GraphQL resolver failed");
     coded("Internal error.", codes::INTERNAL)
 }
@@ -1015,7 +1024,9 @@ impl SubscriptionRoot {
         Ok(live(receiver, move |notification: Notification| {
             let documents = documents.clone();
             async move {
+                // Its creation predates the subscription (see `Notification::is_creation`).
                 if notification.topic != Topic::Document(id)
+                    || notification.is_creation()
                     || !documents.may_hear(&actor, &notification).await
                 {
                     return None;

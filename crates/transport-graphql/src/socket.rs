@@ -17,6 +17,7 @@ use bulwark_web::connections::ConnectionCounter;
 use bulwark_web::cors::{CorsPolicy, socket_origin_refusal};
 use bulwark_web::identity::ClientOrigin;
 use bulwark_web::problem::{Problem, types};
+use bulwark_web::shutdown::{Shutdown, until_shutdown};
 use bulwark_web::socket::{SessionGate, frames, sink};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -166,6 +167,7 @@ pub async fn graphql_socket(
     let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &[PROTOCOL])
         .map_err(|_| bad_request("Not a WebSocket upgrade request."))?;
     let stream = stream.max_frame_size(state.settings.max_frame_bytes);
+    let closing = session.clone();
     let settings = state.settings.clone();
     let gate = DomainGatekeeper(SessionGate::of(
         &req,
@@ -180,10 +182,17 @@ pub async fn graphql_socket(
     };
     // The connection's logs carry the upgrade request's span (its request id).
     let span = tracing::Span::current();
+    let shutdown = req
+        .app_data::<web::Data<Shutdown>>()
+        .map(|s| s.get_ref().clone());
     actix_web::rt::spawn(tracing::Instrument::instrument(
-        async move {
-            let _ = serve(frames(stream), sink(session), &gate, &operations, &settings).await;
-        },
+        until_shutdown(
+            async move {
+                let _ = serve(frames(stream), sink(session), &gate, &operations, &settings).await;
+            },
+            closing,
+            shutdown,
+        ),
         span,
     ));
     Ok(response)

@@ -141,6 +141,8 @@ fn problem(error: ApiKeyError) -> ProblemError {
         (status = 400, description = "Invalid fields (every one listed), a wrong password, or an unknown field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`reauthentication-required` (sign-in older than 10 minutes and no password), `session-required` (an API key), or `quota-exceeded`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords (`Retry-After`).", body = Problem, content_type = "application/problem+json"),
     ),
 )]

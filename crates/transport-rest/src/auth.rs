@@ -248,6 +248,7 @@ pub(crate) fn account_problem(error: AccountError) -> ProblemError {
         (status = 400, description = "Malformed body, unknown field, or a password over the maximum length.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Invalid credentials (always the same body).", body = Problem, content_type = "application/problem+json",
          example = json!({"type": "urn:bulwark:problem:invalid-credentials", "title": "Invalid credentials", "status": 401, "detail": "The email or password is incorrect.", "request_id": "3f0d8c1e-8d4b-4a43-9d5e-1f1c2b3a4d5e"})),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed attempts for this email or address.", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait."))),
@@ -293,6 +294,8 @@ pub async fn login(
         (status = 200, description = "The next pair.", body = TokenPairResponse),
         (status = 400, description = "Malformed body or unknown field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown, used, expired or revoked refresh token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/refresh")]
@@ -323,6 +326,8 @@ pub async fn refresh(
     responses(
         (status = 204, description = "The session has ended (or had already)."),
         (status = 400, description = "Malformed body or unknown field.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/logout")]
@@ -426,6 +431,8 @@ pub async fn revoke_session(
     responses(
         (status = 202, description = "Accepted (whatever the email)."),
         (status = 400, description = "Malformed body or unknown field.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/password/forgot")]
@@ -460,6 +467,8 @@ pub async fn forgot_password(
     responses(
         (status = 204, description = "The password is set; every session has ended."),
         (status = 400, description = "Invalid, used or expired token (`invalid-token`), or a new password that breaks the policy (`validation-error`, every rule listed).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/password/reset")]
@@ -488,6 +497,8 @@ pub async fn reset_password(
     responses(
         (status = 204, description = "The address is verified."),
         (status = 400, description = "Invalid, used or expired token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/email/verify")]

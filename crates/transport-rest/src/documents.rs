@@ -284,6 +284,7 @@ fn document_response(status: StatusCode, view: DocumentView) -> HttpResponse {
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller's plan allows no more documents (`quota-exceeded`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 256 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("")]
@@ -397,6 +398,8 @@ pub async fn get_document(
         (status = 403, description = "The caller may read but not make this change.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document, or one the caller may not read.", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The version in If-Match is not the current one.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 256 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match is missing.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -474,6 +477,8 @@ pub async fn delete_document(
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller may read but not share it.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document, or one the caller may not read.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 256 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many shares lately (a per-user cap, 50 an hour by default).", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
@@ -690,7 +695,8 @@ pub async fn upload_attachment(
     security(("bearer" = []), ("api_key" = ["documents:read"])),
     params(AttachmentPath),
     responses(
-        (status = 200, description = "The bytes.", content_type = "application/octet-stream",
+        (status = 200, description = "The bytes, as the type sniffed at upload: PNG, JPEG, PDF, or UTF-8 text.",
+         content(("image/png"), ("image/jpeg"), ("application/pdf"), ("text/plain")),
          headers(("Content-Disposition" = String, description = "`attachment; filename=\"…\"`"))),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document or attachment, or a document the caller may not read.", body = Problem, content_type = "application/problem+json"),

@@ -147,7 +147,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(webhooks::delete_webhook)
         .service(webhooks::list_deliveries)
         .service(
-            // Document bodies may be up to 100 KiB, over the service-wide JSON limit.
+            // A document body may be up to 100 KiB of HTML, which JSON-escaped and with the other fields
+            // needs more than the service-wide JSON limit: `DOCUMENT_JSON_LIMIT` (256 KiB).
             utoipa_actix_web::scope::scope("/api/v1/documents")
                 .app_data(bulwark_web::extract::json_config(
                     documents::DOCUMENT_JSON_LIMIT,

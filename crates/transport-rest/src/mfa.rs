@@ -178,6 +178,8 @@ fn invalid_mfa() -> ProblemError {
         (status = 200, description = "Signed in.", body = TokenPairResponse),
         (status = 400, description = "Neither or both of `code` and `recovery_code`, or an unknown field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong, replayed or spent code; unknown, expired or exhausted token (one answer).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failures for this account (`Retry-After`).", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -231,6 +233,8 @@ pub async fn verify_mfa(
         (status = 400, description = "A wrong password, or an unknown field.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`reauthentication-required` or `session-required` (an API key).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -267,6 +271,8 @@ pub async fn setup_totp(
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`session-required` (an API key).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No setup in progress.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/mfa/totp/enable")]
@@ -300,6 +306,8 @@ pub async fn enable_totp(
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`session-required` (an API key).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "MFA is not enabled.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords.", body = Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -265,6 +265,8 @@ pub async fn oauth_callback(
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`reauthentication-required` or `session-required`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider is configured.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/api/v1/auth/oauth/{provider}/link")]

@@ -193,6 +193,8 @@ pub async fn get_me(
         (status = 200, description = "The updated account.", body = UserResponse),
         (status = 400, description = "Invalid name, or a field that cannot be changed here (`role`, `email`, `id`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[patch("/api/v1/users/me")]
@@ -222,6 +224,8 @@ pub async fn update_me(
         (status = 204, description = "Changed; every other session has ended."),
         (status = 400, description = "Wrong current password (`current_password`: `incorrect`) or a new password that breaks the policy.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords.", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -257,6 +261,8 @@ pub async fn change_password(
         (status = 204, description = "Deleted."),
         (status = 400, description = "Wrong password.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many wrong passwords.", body = Problem, content_type = "application/problem+json"),
     ),
 )]

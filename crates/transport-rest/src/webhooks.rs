@@ -190,6 +190,8 @@ fn problem(error: WebhookError) -> ProblemError {
         (status = 400, description = "Invalid fields (every one listed): a forbidden target is a `url` error (`scheme_not_allowed`, `credentials_in_url`, `forbidden_host`, `forbidden_address`, `unresolvable`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller's plan allows no more webhooks (`quota-exceeded`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many registrations lately (`rate-limited`, with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
     ),
 )]

@@ -539,7 +539,8 @@ where
             }
             Err(RecvError::Closed) => return Err(End::close(close::GOING_AWAY, "going away")),
         };
-        if !self.subscriptions.contains(&notification.topic) {
+        // A document's creation predates any subscription to it (see `Notification::is_creation`).
+        if !self.subscriptions.contains(&notification.topic) || notification.is_creation() {
             return Ok(());
         }
         if !self.gate.still_live(actor).await {
@@ -1301,6 +1302,18 @@ mod tests {
                 "data": {},
             })
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_creation_event_of_a_subscribed_document_is_never_delivered() {
+        let topic = document(1);
+        let mut client = Client::subscribed_to(topic).await;
+
+        // The fan-out may deliver the creation after the subscription began; it is old news.
+        client.publish(topic, "document.created", Some(1));
+        client.publish(topic, "document.updated", Some(2));
+
+        assert_eq!(client.next_json().await, updated(topic, 2));
     }
 
     #[tokio::test(start_paused = true)]

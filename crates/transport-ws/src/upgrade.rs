@@ -23,6 +23,7 @@ use bulwark_web::problem::{Problem, types};
 use tokio::sync::broadcast;
 
 use bulwark_web::connections::ConnectionCounter;
+use bulwark_web::shutdown::{Shutdown, until_shutdown};
 use bulwark_web::socket::{SessionGate, frames, sink};
 
 use crate::notifications::{Authenticated, Gatekeeper, Settings, serve};
@@ -141,19 +142,27 @@ pub async fn notifications_socket(
         "/api/v1/ws",
     );
     let events = (state.subscribe)();
+    let shutdown = req
+        .app_data::<web::Data<Shutdown>>()
+        .map(|s| s.get_ref().clone());
+    let closing = session.clone();
     // The connection's logs carry the upgrade request's span (its request id).
     let span = tracing::Span::current();
     actix_web::rt::spawn(tracing::Instrument::instrument(
-        async move {
-            let settings = state.settings.clone();
-            let sessions = gate;
-            let gate = DomainGatekeeper {
-                sessions,
-                state,
-                origin,
-            };
-            let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
-        },
+        until_shutdown(
+            async move {
+                let settings = state.settings.clone();
+                let sessions = gate;
+                let gate = DomainGatekeeper {
+                    sessions,
+                    state,
+                    origin,
+                };
+                let _ = serve(frames(stream), sink(session), events, &gate, &settings).await;
+            },
+            closing,
+            shutdown,
+        ),
         span,
     ));
     Ok(response)

@@ -300,7 +300,9 @@ async fn record_denial(
                 .with_detail(detail),
         )
         .await
-        .map_err(ProblemError::internal)
+        .map_err(|e| {
+            crate::identity::unexpected(bulwark_domain::error::Unexpected::new("audit", e))
+        })
 }
 
 #[cfg(test)]

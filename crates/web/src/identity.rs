@@ -125,9 +125,21 @@ impl FromRequest for Authenticated {
 }
 
 /// A failure the client did not cause: 503 with `Retry-After` when a bounded resource is
-/// saturated (the client may simply retry), else a 500 whose cause only the log sees.
+/// saturated or a dependency (the database) is unreachable — the client may simply retry, and
+/// nothing says which dependency or why — else a 500 whose cause only the log sees.
 #[must_use]
 pub fn unexpected(error: Unexpected) -> ProblemError {
+    if error.is_unavailable() {
+        // The whole chain for the operator (it names the failing step and the driver's error).
+        tracing::error!(error = ?error, "a dependency is unavailable");
+        return ProblemError::new(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "The service cannot complete this request right now; retry shortly.",
+        ))
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     if error.is_saturation() {
         tracing::warn!(error = %error, "saturated");
         return ProblemError::new(Problem::new(

@@ -30,6 +30,7 @@ pub mod middleware;
 pub mod problem;
 pub mod rate_limit;
 pub mod routing;
+pub mod shutdown;
 pub mod socket;
 
 pub use middleware::request_context::RequestId;
