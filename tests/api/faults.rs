@@ -159,7 +159,8 @@ async fn an_app_whose_database_never_answered_says_503_not_500() {
     .await;
     assert_unavailable(app.login("ada@example.com", PASSWORD).await, port).await;
     assert_unavailable(app.register("ada@example.com", PASSWORD, "Ada").await, port).await;
-    // A well-formed but unknown bearer token: its session cannot be checked either.
+    // A token that is not even well formed is refused before any session is looked up: 401, as
+    // when the database is there.
     let forged = app
         .authed(Method::GET, "/api/v1/users/me", "not-a-token", None)
         .await;

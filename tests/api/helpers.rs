@@ -168,6 +168,16 @@ impl TestApp {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
+        Self::assemble(address, client, config, db)
+    }
+
+    /// The handle of an app already started at `address`, reached with `client`.
+    pub fn assemble(
+        address: String,
+        client: reqwest::Client,
+        config: Config,
+        db: TestDatabase,
+    ) -> Self {
         let pool = db.pool.clone();
         let sealer = KeyringSealer::new(&config.keys.data_encryption).unwrap();
         Self {

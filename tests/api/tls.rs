@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use bulwark_app::config::{Config, Env};
 use bulwark_app::startup::Application;
-use bulwark_persistence::outbox::PgOutbox;
-use bulwark_security::sealing::KeyringSealer;
 use bulwark_testkit::TestDatabase;
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -104,19 +102,7 @@ impl TlsApp {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        let pool = db.pool.clone();
-        let sealer = KeyringSealer::new(&config.keys.data_encryption).unwrap();
-        let app = TestApp {
-            address: format!("https://localhost:{port}"),
-            client,
-            outbox: PgOutbox::new(pool.clone(), Arc::new(sealer)),
-            pool,
-            signing_pkcs8: config.keys.jwt_signing.pkcs8_der().expose_secret().to_vec(),
-            signing_kid: config.keys.jwt_signing.kid().as_str().to_owned(),
-            public_key: config.keys.jwt_signing.public_key().to_vec(),
-            config,
-            db,
-        };
+        let app = TestApp::assemble(format!("https://localhost:{port}"), client, config, db);
         Self {
             app,
             redirect_port,
