@@ -314,3 +314,39 @@ async fn a_request_with_both_content_length_and_transfer_encoding_is_rejected() 
         "a smuggled second request was answered: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_repeated_query_parameter_is_a_400_never_a_silent_pick() {
+    // HTTP parameter pollution: `?limit=1&limit=100` must not mean whichever one a layer picks.
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    for query in [
+        "limit=1&limit=100",
+        "tag=a&tag=b",
+        "cursor=x&limit=5&cursor=y",
+    ] {
+        let response = app
+            .authed(
+                Method::GET,
+                &format!("/api/v1/documents?{query}"),
+                &ada.access_token,
+                None,
+            )
+            .await;
+        let problem = assert_problem(response, 400).await;
+        assert_eq!(
+            problem.type_uri, "urn:bulwark:problem:validation-error",
+            "{query}"
+        );
+    }
+    // The same parameters once each are fine.
+    let once = app
+        .authed(
+            Method::GET,
+            "/api/v1/documents?limit=5&tag=a",
+            &ada.access_token,
+            None,
+        )
+        .await;
+    assert_eq!(once.status(), 200);
+}
