@@ -53,8 +53,9 @@ migrate: build ## Apply migrations to DATABASE_URL (from .env in development)
 db-up: ## Start PostgreSQL, Redis and Mailpit with docker compose
 	docker compose up -d --wait db redis mailpit
 
-bench: ## Benchmarks (release build; prints numbers, asserts nothing): the per-request session check
-	cargo bench -p bulwark-persistence --bench liveness
+bench: ## Benchmarks against the release server (wrk; see docs/benchmarks.md), then the session check
+	@scripts/bench.sh
+	$(CARGO) bench --locked -p bulwark-persistence --bench liveness
 
 prepare: ## Regenerate the sqlx offline cache (.sqlx/) after changing queries or migrations
 	SQLX_OFFLINE=false scripts/sqlx-prepare.sh
