@@ -64,85 +64,25 @@ rm -rf "$work"
 mkdir -p "$work"
 readonly log="$work/server.log"
 
-# A database of its own, with a name no other run (or test) uses, dropped however the script ends.
-pg_server=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db_name="bulwark_api_fuzz_$$"
-db_url="${pg_server%/*}/$db_name"
+# A throwaway database and the server on it (scripts/lib/throwaway-server.sh, shared with
+# scripts/bench.sh), both gone however the script ends.
+# shellcheck source=scripts/lib/throwaway-server.sh
+source scripts/lib/throwaway-server.sh
 server_pid=
 cleanup() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
-  psql -q "$pg_server" -c "drop database if exists $db_name with (force)" >/dev/null 2>&1 || true
+  drop_throwaway_database
 }
 trap cleanup EXIT
 # Ctrl-C reaches the schemathesis in the foreground (which stops and prints what it found so far);
 # the script then stops too, instead of going on to the next run, and cleans up on its way out.
 trap 'echo "api-fuzz: interrupted" >&2; exit 130' INT TERM
-psql -q -v ON_ERROR_STOP=1 "$pg_server" -c "create database $db_name"
-
-# The server's whole environment is written out here and nothing else is passed (`env -i`): a
-# REDIS_URL or SMTP_URL exported in the caller's shell must not change what is tested, and
-# APP_ENV=test means `.env` is not read either. Fresh secrets every run, from `bulwark keygen`.
-mapfile -t secrets < <(target/debug/bulwark keygen | grep -v '^#')
-[ ${#secrets[@]} -ge 3 ] || { echo "api-fuzz: bulwark keygen printed no secrets" >&2; exit 1; }
-server_env=(
-  PATH="$PATH"
-  APP_ENV=test
-  DATABASE_URL="$db_url"
-  "${secrets[@]}"
-  MIGRATE_ON_START=true
-  # Port 0: the system picks a free port (no race with another process); the log says which.
-  HOST=127.0.0.1
-  PORT=0
-  HTTP_WORKERS=2
-  LOG_FORMAT=json
-  # The fuzzer sends a few thousand requests a minute from one address as one user: every rate
-  # limit and quota is raised out of its way, or it would test nothing but the 429 (which
-  # tests/api/rate_limits.rs and quotas.rs cover). Everything else keeps its secure default: the
-  # sign-in throttle, the password policy, the SSRF policy for webhooks, the body limits.
-  RATE_LIMIT_IP_PER_WINDOW=1000000
-  RATE_LIMIT_USER_PER_WINDOW=1000000
-  RATE_LIMIT_AUTH_PER_WINDOW=1000000
-  RATE_LIMIT_UPGRADE_PER_WINDOW=1000000
-  QUOTA_FREE_REQUESTS_PER_DAY=1000000000
-  QUOTA_PRO_REQUESTS_PER_DAY=1000000000
-  QUOTA_FREE_DOCUMENTS=10000000
-  QUOTA_PRO_DOCUMENTS=10000000
-  QUOTA_FREE_ATTACHMENT_MIB=10000000
-  QUOTA_PRO_ATTACHMENT_MIB=10000000
-  QUOTA_FREE_WEBHOOKS=10000
-  QUOTA_PRO_WEBHOOKS=10000
-  QUOTA_FREE_API_KEYS=10000
-  QUOTA_PRO_API_KEYS=10000
-  SHARES_PER_HOUR=100000
-  WEBHOOKS_PER_HOUR=100000
-)
-env -i "${server_env[@]}" target/debug/bulwark serve >"$log" 2>&1 &
-server_pid=$!
-
-# Ready means: listening (the port is in the log) and /health/ready says the database answers.
-base=
-for _ in $(seq 1 60); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "api-fuzz: the server exited during start-up; its log ($log) ends with:" >&2
-    tail -n 20 "$log" >&2
-    exit 1
-  fi
-  if [ -z "$base" ]; then
-    port=$(grep -o '"address":"127\.0\.0\.1:[0-9]*"' "$log" | head -n1 | grep -o '[0-9]*"$' | tr -d '"' || true)
-    [ -n "$port" ] && base="http://127.0.0.1:$port"
-  fi
-  if [ -n "$base" ] && curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null; then
-    break
-  fi
-  sleep 0.5
-done
-if [ -z "$base" ] || ! curl -fsS -o /dev/null "$base/health/ready"; then
-  echo "api-fuzz: the server did not become ready within 30 s; see $log" >&2
-  exit 1
-fi
+throwaway_database bulwark_api_fuzz
+load_test_environment target/debug/bulwark || { echo "api-fuzz: no server environment" >&2; exit 1; }
+start_server target/debug/bulwark "$log" || { echo "api-fuzz: no server to fuzz" >&2; exit 1; }
 echo "api-fuzz: server ready at $base (log: $log)"
 
 # --- credentials --------------------------------------------------------------------------------------

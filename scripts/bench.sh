@@ -71,66 +71,28 @@ readonly bulwark=target/release/bulwark
 rm -rf "$work"
 mkdir -p "$work"
 
-# --- a throwaway database, and cleanup ------------------------------------------------------------------
-pg_server=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db_name="bulwark_bench_$$"
-db_url="${pg_server%/*}/$db_name"
+# --- a throwaway database and the real server, and cleanup ---------------------------------------------------
+# Both as scripts/api-fuzz.sh makes them (scripts/lib/throwaway-server.sh): the server's whole
+# environment written out (`env -i`, nothing from the caller's shell or a .env changes what is
+# measured), fresh secrets, 2 workers, default logging (one JSON line per request at info), and
+# every rate limit and quota raised so that the benchmark measures the work of *deciding* — taken on
+# every request — not the 429.
+# shellcheck source=scripts/lib/throwaway-server.sh
+source scripts/lib/throwaway-server.sh
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  psql -q "$pg_server" -c "drop database if exists $db_name with (force)" >/dev/null 2>&1 || true
+  drop_throwaway_database
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
-psql -q -v ON_ERROR_STOP=1 "$pg_server" -c "create database $db_name"
-
-# --- the real server --------------------------------------------------------------------------------------
-# Its whole environment is written here (`env -i`), as in scripts/api-fuzz.sh: nothing from the
-# caller's shell or a .env changes what is measured. Rate limits and quotas are raised so that the
-# benchmark measures the work of deciding, not the 429 (one address and one account send hundreds of
-# thousands of requests); the decision is still taken on every request. Everything else keeps its
-# default, logging included (one JSON line per request at info).
-mapfile -t secrets < <("$bulwark" keygen | grep -v '^#')
-[ ${#secrets[@]} -ge 3 ] || die "bulwark keygen printed no secrets"
-server_env=(
-  PATH="$PATH"
-  APP_ENV=test
-  DATABASE_URL="$db_url"
-  "${secrets[@]}"
-  MIGRATE_ON_START=true
-  HOST=127.0.0.1
-  PORT=0
-  HTTP_WORKERS=2
-  LOG_FORMAT=json
-  # The most the configuration accepts: 1,000,000 per 60 s window is a burst of a million requests
-  # and then 16,667/s per key, more than one run of this script sends.
-  RATE_LIMIT_IP_PER_WINDOW=1000000
-  RATE_LIMIT_USER_PER_WINDOW=1000000
-  RATE_LIMIT_AUTH_PER_WINDOW=1000000
-  RATE_LIMIT_UPGRADE_PER_WINDOW=1000000
-  QUOTA_FREE_REQUESTS_PER_DAY=1000000000
-  QUOTA_PRO_REQUESTS_PER_DAY=1000000000
-  QUOTA_FREE_DOCUMENTS=10000000
-  QUOTA_PRO_DOCUMENTS=10000000
-)
-env -i "${server_env[@]}" "$bulwark" serve >"$work/server.log" 2>&1 &
-pids+=($!)
-server_pid=$!
-
-base=
-for _ in $(seq 1 60); do
-  kill -0 "$server_pid" 2>/dev/null || { tail -n 20 "$work/server.log" >&2; die "the server exited during start-up"; }
-  if [ -z "$base" ]; then
-    port=$(grep -o '"address":"127\.0\.0\.1:[0-9]*"' "$work/server.log" | head -n1 | grep -o '[0-9]*"$' | tr -d '"' || true)
-    [ -n "$port" ] && base="http://127.0.0.1:$port"
-  fi
-  [ -n "$base" ] && curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null && break
-  sleep 0.5
-done
-[ -n "$base" ] && curl -fsS -o /dev/null "$base/health/ready" || die "the server did not become ready; see $work/server.log"
+throwaway_database bulwark_bench
+load_test_environment "$bulwark" || die "no server environment"
+start_server "$bulwark" "$work/server.log" || { pids+=("$server_pid"); die "no server to measure"; }
+pids+=("$server_pid")
 say "server ready at $base"
 
 # --- the baseline server ------------------------------------------------------------------------------

@@ -90,3 +90,28 @@ async fn the_request_log_has_the_request_id_but_no_credentials_or_query_string()
         assert!(!log.contains(secret), "the log contains {secret:?}: {log}");
     }
 }
+
+#[actix_web::test]
+async fn the_completion_line_says_route_status_and_latency_under_the_request_span() {
+    let request = actix_test::TestRequest::get()
+        .uri("/health/live")
+        .insert_header(("x-request-id", "log-test-2"));
+
+    let (status, log) = log_of(request).await;
+
+    assert_eq!(status, 200);
+    let line = log
+        .lines()
+        .find(|l| l.contains("request completed"))
+        .unwrap_or_else(|| panic!("no completion line: {log}"));
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["fields"]["route"], "/health/live", "{line}");
+    assert_eq!(line["fields"]["status"], 200, "{line}");
+    assert!(line["fields"]["latency_ms"].is_u64(), "{line}");
+    // The span carries who and what, set once when the request arrived.
+    assert_eq!(line["span"]["name"], "http.request", "{line}");
+    assert_eq!(line["span"]["request_id"], "log-test-2", "{line}");
+    assert_eq!(line["span"]["method"], "GET", "{line}");
+    assert_eq!(line["span"]["path"], "/health/live", "{line}");
+}

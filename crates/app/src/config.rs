@@ -303,7 +303,7 @@ fn fanout_settings(r: &mut Reader<'_>) -> FanoutSettings {
         return FanoutSettings::Postgres;
     }
     let root_certs = redis_root_certs(r.env);
-    use bulwark_persistence::redis_fanout::{RedisFanout, RedisFanoutError};
+    use bulwark_persistence::redis_fanout::{RedisFanout, RedisFanoutError, RedisUrlError};
     match RedisFanout::with_root_certs(&url, root_certs.as_deref(), channel.clone(), 1) {
         Ok(_) => FanoutSettings::Redis {
             url: SecretString::from(url),
@@ -314,7 +314,7 @@ fn fanout_settings(r: &mut Reader<'_>) -> FanoutSettings {
             r.fail("REDIS_FANOUT_CHANNEL", "must not be empty");
             FanoutSettings::Postgres
         }
-        Err(RedisFanoutError::RootCerts) => {
+        Err(RedisFanoutError::Url(RedisUrlError::RootCerts)) => {
             r.fail(
                 "REDIS_TLS_CA_PATH",
                 "is only for a rediss:// REDIS_URL (TLS); unset it or use rediss://",

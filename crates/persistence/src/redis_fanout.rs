@@ -57,31 +57,29 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a [`RedisFanout`] could not be made. None of these show the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisFanoutError {
-    /// The URL does not parse as a Redis URL.
-    #[error("the Redis URL is invalid: {0}")]
-    InvalidUrl(#[source] RedisError),
-    /// A unix-socket, RESP3 or `rediss://…#insecure` URL: only `redis://` and `rediss://` over TCP
-    /// with the default protocol are supported.
-    #[error(
-        "only redis:// and rediss:// URLs are supported (TCP, RESP2): no unix sockets, RESP3 or #insecure"
-    )]
-    UnsupportedUrl,
-    /// CA certificates were given but are not PEM certificates, or the URL is not `rediss://`.
-    #[error("the Redis CA certificates are not PEM certificates, or the URL is not rediss://")]
-    RootCerts,
+    /// The URL or the CA certificates are not ones this crate's Redis adapters take.
+    #[error(transparent)]
+    Url(#[from] RedisUrlError),
     /// The channel name is empty.
     #[error("the Redis channel name is empty")]
     EmptyChannel,
 }
 
-/// Why a URL is not one this crate's Redis adapters take (no variant holds the URL).
-#[derive(Debug)]
-pub(crate) enum UrlProblem {
-    /// It does not parse as a Redis URL.
-    Invalid(RedisError),
-    /// A unix-socket, RESP3 or `rediss://…#insecure` URL.
+/// Why a URL is not one this crate's Redis adapters take — the rule the fan-out and the rate
+/// limiter share. No variant holds the URL (it may carry a password).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUrlError {
+    /// The URL does not parse as a Redis URL.
+    #[error("the Redis URL is invalid: {0}")]
+    Invalid(#[source] RedisError),
+    /// A unix-socket, RESP3 or `rediss://…#insecure` URL: only `redis://` and `rediss://` over TCP
+    /// with the default protocol are supported.
+    #[error(
+        "only redis:// and rediss:// URLs are supported (TCP, RESP2): no unix sockets, RESP3 or #insecure"
+    )]
     Unsupported,
-    /// CA certificates that are not PEM certificates, or given with a `redis://` URL.
+    /// CA certificates were given but are not PEM certificates, or the URL is not `rediss://`.
+    #[error("the Redis CA certificates are not PEM certificates, or the URL is not rediss://")]
     RootCerts,
 }
 
@@ -92,17 +90,17 @@ const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 /// protocol (RESP2) — the rule every Redis adapter of this crate shares. With `root_certs` (PEM),
 /// a `rediss://` server must present a certificate issued by one of them (instead of by a
 /// well-known CA). Parses only: no network I/O.
-pub(crate) fn client(url: &str, root_certs: Option<&[u8]>) -> Result<redis::Client, UrlProblem> {
-    let client = redis::Client::open(url).map_err(UrlProblem::Invalid)?;
+pub(crate) fn client(url: &str, root_certs: Option<&[u8]>) -> Result<redis::Client, RedisUrlError> {
+    let client = redis::Client::open(url).map_err(RedisUrlError::Invalid)?;
     let info = client.get_connection_info();
     if info.redis_settings().protocol() != ProtocolVersion::RESP2 {
-        return Err(UrlProblem::Unsupported);
+        return Err(RedisUrlError::Unsupported);
     }
     match (info.addr(), root_certs) {
         (ConnectionAddr::Tcp(..), None) => Ok(client),
         // `#insecure` switches the host-name check off: anyone with any valid certificate could
         // then answer in the server's place.
-        (ConnectionAddr::TcpTls { insecure: true, .. }, _) => Err(UrlProblem::Unsupported),
+        (ConnectionAddr::TcpTls { insecure: true, .. }, _) => Err(RedisUrlError::Unsupported),
         (ConnectionAddr::TcpTls { .. }, None) => Ok(client),
         (ConnectionAddr::TcpTls { .. }, Some(pem)) => {
             // An empty store would fail every handshake later; say so now.
@@ -110,17 +108,17 @@ pub(crate) fn client(url: &str, root_certs: Option<&[u8]>) -> Result<redis::Clie
                 .windows(CERTIFICATE_PEM.len())
                 .any(|window| window == CERTIFICATE_PEM)
             {
-                return Err(UrlProblem::RootCerts);
+                return Err(RedisUrlError::RootCerts);
             }
             let certificates = redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(pem.to_vec()),
             };
             redis::Client::build_with_tls(info.clone(), certificates)
-                .map_err(|_| UrlProblem::RootCerts)
+                .map_err(|_| RedisUrlError::RootCerts)
         }
-        (ConnectionAddr::Tcp(..), Some(_)) => Err(UrlProblem::RootCerts),
-        _ => Err(UrlProblem::Unsupported),
+        (ConnectionAddr::Tcp(..), Some(_)) => Err(RedisUrlError::RootCerts),
+        _ => Err(RedisUrlError::Unsupported),
     }
 }
 
@@ -182,7 +180,7 @@ impl RedisFanout {
     /// `root_certs` (PEM; they replace the well-known CAs), when given.
     ///
     /// # Errors
-    /// As [`RedisFanout::new`], and [`RedisFanoutError::RootCerts`] when `root_certs` holds no
+    /// As [`RedisFanout::new`], and [`RedisUrlError::RootCerts`] when `root_certs` holds no
     /// PEM certificate or the URL is not `rediss://`.
     pub fn with_root_certs(
         url: &str,
@@ -194,11 +192,7 @@ impl RedisFanout {
         if channel.is_empty() {
             return Err(RedisFanoutError::EmptyChannel);
         }
-        let client = client(url, root_certs).map_err(|problem| match problem {
-            UrlProblem::Invalid(error) => RedisFanoutError::InvalidUrl(error),
-            UrlProblem::Unsupported => RedisFanoutError::UnsupportedUrl,
-            UrlProblem::RootCerts => RedisFanoutError::RootCerts,
-        })?;
+        let client = client(url, root_certs)?;
         let (local, _) = broadcast::channel(capacity.max(1));
         Ok(Self {
             client: Arc::new(client),
@@ -453,7 +447,7 @@ mod tests {
             assert!(
                 matches!(
                     RedisFanout::with_root_certs(url, Some(pem), "c", 8),
-                    Err(RedisFanoutError::RootCerts)
+                    Err(RedisFanoutError::Url(RedisUrlError::RootCerts))
                 ),
                 "{url}"
             );

@@ -48,7 +48,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::OnceCell;
 
-use crate::redis_fanout::{UrlProblem, client};
+pub use crate::redis_fanout::RedisUrlError;
+use crate::redis_fanout::client;
 
 /// How long one decision may take, connecting included, unless
 /// [`RedisRateLimiter::with_timeout`] says otherwise.
@@ -147,18 +148,9 @@ const MAX_QUOTA_WINDOW_SECS: u64 = 366 * 86_400;
 /// Why a [`RedisRateLimiter`] could not be made. None of these show the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisLimiterError {
-    /// The URL does not parse as a Redis URL.
-    #[error("the Redis URL is invalid: {0}")]
-    InvalidUrl(#[source] RedisError),
-    /// A unix-socket, RESP3 or `rediss://…#insecure` URL: only `redis://` and `rediss://` over TCP
-    /// with the default protocol are supported.
-    #[error(
-        "only redis:// and rediss:// URLs are supported (TCP, RESP2): no unix sockets, RESP3 or #insecure"
-    )]
-    UnsupportedUrl,
-    /// CA certificates were given but are not PEM certificates, or the URL is not `rediss://`.
-    #[error("the Redis CA certificates are not PEM certificates, or the URL is not rediss://")]
-    RootCerts,
+    /// The URL or the CA certificates are not ones this crate's Redis adapters take.
+    #[error(transparent)]
+    Url(#[from] RedisUrlError),
     /// The key prefix is empty.
     #[error("the Redis key prefix is empty")]
     EmptyPrefix,
@@ -217,7 +209,7 @@ impl RedisRateLimiter {
     /// `root_certs` (PEM; they replace the well-known CAs), when given.
     ///
     /// # Errors
-    /// As [`RedisRateLimiter::new`], and [`RedisLimiterError::RootCerts`] when `root_certs` holds
+    /// As [`RedisRateLimiter::new`], and [`RedisUrlError::RootCerts`] when `root_certs` holds
     /// no PEM certificate or the URL is not `rediss://`.
     pub fn with_root_certs(
         url: &str,
@@ -228,11 +220,7 @@ impl RedisRateLimiter {
         if prefix.is_empty() {
             return Err(RedisLimiterError::EmptyPrefix);
         }
-        let client = client(url, root_certs).map_err(|problem| match problem {
-            UrlProblem::Invalid(error) => RedisLimiterError::InvalidUrl(error),
-            UrlProblem::Unsupported => RedisLimiterError::UnsupportedUrl,
-            UrlProblem::RootCerts => RedisLimiterError::RootCerts,
-        })?;
+        let client = client(url, root_certs)?;
         Ok(Self {
             client,
             prefix: prefix.into(),
@@ -783,15 +771,15 @@ mod tests {
         assert!(RedisRateLimiter::new("rediss://127.0.0.1:6379", "p").is_ok());
         assert!(matches!(
             RedisRateLimiter::new("rediss://127.0.0.1:6379/#insecure", "p"),
-            Err(RedisLimiterError::UnsupportedUrl)
+            Err(RedisLimiterError::Url(RedisUrlError::Unsupported))
         ));
         assert!(matches!(
             RedisRateLimiter::with_root_certs("redis://127.0.0.1:6379", Some(b"x"), "p"),
-            Err(RedisLimiterError::RootCerts)
+            Err(RedisLimiterError::Url(RedisUrlError::RootCerts))
         ));
         assert!(matches!(
             RedisRateLimiter::new("redis://127.0.0.1:6379/?protocol=resp3", "p"),
-            Err(RedisLimiterError::UnsupportedUrl)
+            Err(RedisLimiterError::Url(RedisUrlError::Unsupported))
         ));
         assert!(matches!(
             RedisRateLimiter::new("redis://127.0.0.1:6379", ""),

@@ -9,8 +9,16 @@
 //!
 //! Rotation: the current signing key signs; the public keys of earlier signing keys stay in
 //! `JWT_VERIFICATION_KEYS` until every token they signed has expired (15 minutes at most).
+//!
+//! Verified tokens are remembered ([`VerifiedTokens`]): a client sends the same token on every
+//! request of its lifetime, and the Ed25519 check was the dearest step of a request. Only what
+//! passed every check above is remembered, keyed by a hash of the *whole* token (so one changed
+//! byte is a different entry, checked in full); `exp` and `nbf` are still checked on every use.
+//! Revocation is not this module's business: the session behind the token is checked on every
+//! request by `bulwark_domain::auth::AuthService`, cached token or not.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -119,6 +127,79 @@ pub struct JwtAccessTokens {
     public: Vec<PublicJwk>,
     validation: Validation,
     settings: TokenSettings,
+    verified: VerifiedTokens,
+}
+
+/// How many verified tokens are remembered: one per client active within a token's lifetime is
+/// the working set; beyond it a token is simply verified again. About 150 bytes each.
+pub const VERIFIED_TOKENS_CAPACITY: usize = 10_000;
+
+/// Tokens that passed [`JwtAccessTokens`]'s checks, by the SHA-256 of their text, with what they
+/// said. Bounded: when full, the expired entries go, and if that frees nothing, all of them (an
+/// attacker cannot fill it: only a token this service signed gets in, and signing in is
+/// throttled). Never holds a token itself, nor a failure: an invalid token costs a full check
+/// every time, exactly as without the cache.
+struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], Verified>>,
+    capacity: usize,
+}
+
+/// One remembered token.
+#[derive(Clone)]
+struct Verified {
+    claims: AccessClaims,
+    not_before: u64,
+}
+
+impl VerifiedTokens {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        key
+    }
+
+    /// The entries; a panic while they were held cannot leave them half-written (each change is
+    /// one map operation), so a poisoned lock is used as is.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verified>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Verified> {
+        self.lock().get(key).cloned()
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        self.lock().remove(key);
+    }
+
+    fn remember(&self, key: [u8; 32], verified: Verified, now: u64, leeway: u64) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            entries.retain(|_, entry| !expired(entry.claims.expires_at, now, leeway));
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, verified);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// jsonwebtoken's rule for `exp`, to the second: expired once `exp` is more than `leeway` ago.
+fn expired(expires_at: u64, now: u64, leeway: u64) -> bool {
+    expires_at.saturating_add(leeway) < now
 }
 
 impl std::fmt::Debug for JwtAccessTokens {
@@ -206,6 +287,7 @@ impl JwtAccessTokens {
             public,
             validation,
             settings,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY),
         })
     }
 
@@ -257,6 +339,36 @@ impl AccessTokens for JwtAccessTokens {
     }
 
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenRejection> {
+        self.verify_at(token, now())
+    }
+}
+
+impl JwtAccessTokens {
+    /// [`AccessTokens::verify`] at `now` (seconds since the epoch): a remembered token's `exp` and
+    /// `nbf` are checked against it; a token not remembered gets every check.
+    fn verify_at(&self, token: &str, now: u64) -> Result<AccessClaims, TokenRejection> {
+        let leeway = self.validation.leeway;
+        let key = VerifiedTokens::key(token);
+        if let Some(known) = self.verified.get(&key) {
+            // The signature, header, issuer and audience were checked when it was remembered and
+            // cannot have changed (same bytes); only the clock has moved.
+            if expired(known.claims.expires_at, now, leeway) {
+                self.verified.forget(&key);
+                return Err(TokenRejection::Expired);
+            }
+            if known.not_before > now.saturating_add(leeway) {
+                return Err(TokenRejection::NotYetValid);
+            }
+            return Ok(known.claims);
+        }
+        let verified = self.verify_fully(token)?;
+        let claims = verified.claims.clone();
+        self.verified.remember(key, verified, now, leeway);
+        Ok(claims)
+    }
+
+    /// Every check, in the order the module documentation gives.
+    fn verify_fully(&self, token: &str) -> Result<Verified, TokenRejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                 TokenRejection::WrongAlgorithm
@@ -290,12 +402,15 @@ impl AccessTokens for JwtAccessTokens {
                 }
             })?;
         let parse = |raw: &str| Uuid::parse_str(raw).map_err(|_| TokenRejection::InvalidClaims);
-        Ok(AccessClaims {
-            user_id: parse(&data.claims.sub)?,
-            session_id: parse(&data.claims.sid)?,
-            token_id: parse(&data.claims.jti)?,
-            issued_at: data.claims.iat,
-            expires_at: data.claims.exp,
+        Ok(Verified {
+            claims: AccessClaims {
+                user_id: parse(&data.claims.sub)?,
+                session_id: parse(&data.claims.sid)?,
+                token_id: parse(&data.claims.jti)?,
+                issued_at: data.claims.iat,
+                expires_at: data.claims.exp,
+            },
+            not_before: data.claims.nbf,
         })
     }
 }
@@ -616,5 +731,111 @@ mod tests {
             );
             assert_eq!(result.unwrap_err(), TokenSetupError::Lifetime, "{ttl}");
         }
+    }
+
+    // --- the verified-token cache -------------------------------------------------------------
+
+    #[test]
+    fn a_remembered_token_still_expires_to_the_second() {
+        let tokens = service(&signing_key());
+        let token = issue(&tokens);
+        let claims = tokens.verify(&token).unwrap();
+        assert_eq!(tokens.verified.len(), 1);
+        // Answered from memory (a time jsonwebtoken would refuse to check against today's clock).
+        assert_eq!(
+            tokens.verify_at(&token, claims.expires_at),
+            Ok(claims.clone())
+        );
+        assert_eq!(
+            tokens.verify_at(&token, claims.expires_at + 1),
+            Err(TokenRejection::Expired)
+        );
+        // Forgotten once expired: no stale entry outlives its token.
+        assert_eq!(tokens.verified.len(), 0);
+    }
+
+    #[test]
+    fn a_remembered_token_keeps_the_leeway_and_not_before_rules() {
+        let tokens = JwtAccessTokens::new(
+            &signing_key(),
+            &[],
+            TokenSettings {
+                leeway: Duration::from_secs(30),
+                ..settings()
+            },
+        )
+        .unwrap();
+        let token = issue(&tokens);
+        let claims = tokens.verify(&token).unwrap();
+        assert!(tokens.verify_at(&token, claims.expires_at + 30).is_ok());
+        // A clock stepped back before `nbf` - leeway: refused, as a full check would.
+        assert_eq!(
+            tokens.verify_at(&token, claims.issued_at - 31),
+            Err(TokenRejection::NotYetValid)
+        );
+        assert_eq!(
+            tokens.verify_at(&token, claims.expires_at + 31),
+            Err(TokenRejection::Expired)
+        );
+    }
+
+    #[test]
+    fn one_changed_byte_of_a_remembered_token_gets_the_full_check() {
+        let tokens = service(&signing_key());
+        let token = issue(&tokens);
+        tokens.verify(&token).unwrap();
+        let (header, claims, signature) = parts(&token);
+        // Another signature byte (a character well inside the signature, so every bit counts).
+        let at = token.len() - 10;
+        let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let resigned = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+        assert_eq!(tokens.verify(&resigned), Err(TokenRejection::BadSignature));
+        // Claims changed under the remembered signature: another user.
+        let mut forged_claims = claims;
+        forged_claims["sub"] = serde_json::json!(Uuid::new_v4().to_string());
+        let forged = format!("{}.{}.{signature}", b64(&header), b64(&forged_claims));
+        assert_eq!(tokens.verify(&forged), Err(TokenRejection::BadSignature));
+        // Neither failure was remembered; the genuine token still is.
+        assert_eq!(tokens.verified.len(), 1);
+        assert!(tokens.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn failures_are_never_remembered() {
+        let tokens = service(&signing_key());
+        let other = service(&signing_key());
+        let foreign = issue(&other);
+        for _ in 0..3 {
+            assert!(tokens.verify(&foreign).is_err());
+        }
+        assert!(tokens.verify("not.a.token").is_err());
+        assert_eq!(tokens.verified.len(), 0);
+    }
+
+    #[test]
+    fn the_memory_is_bounded_expired_entries_first() {
+        let cache = VerifiedTokens::new(2);
+        let entry = |expires_at| Verified {
+            claims: AccessClaims {
+                user_id: Uuid::new_v4(),
+                session_id: Uuid::new_v4(),
+                token_id: Uuid::new_v4(),
+                issued_at: 0,
+                expires_at,
+            },
+            not_before: 0,
+        };
+        let now = 1_000;
+        cache.remember(VerifiedTokens::key("a"), entry(now - 1), now, 0);
+        cache.remember(VerifiedTokens::key("b"), entry(now + 600), now, 0);
+        // Full: the expired one makes room, the live one stays.
+        cache.remember(VerifiedTokens::key("c"), entry(now + 600), now, 0);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&VerifiedTokens::key("a")).is_none());
+        assert!(cache.get(&VerifiedTokens::key("b")).is_some());
+        // Full of live entries: all go, so it never grows past its bound.
+        cache.remember(VerifiedTokens::key("d"), entry(now + 600), now, 0);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&VerifiedTokens::key("d")).is_some());
     }
 }

@@ -173,7 +173,7 @@ pub async fn enforce(
 /// The actor the route needs (`None` for a public or unmatched route), or the refusal.
 async fn check(req: &ServiceRequest) -> Result<Option<Actor>, ProblemError> {
     // No matched route: the router answers 404 (or 405) and nothing runs.
-    let Some(pattern) = req.match_pattern() else {
+    let Some(pattern) = crate::routing::route_pattern(req.request()) else {
         return Ok(None);
     };
     let Some(table) = req.app_data::<web::Data<AccessTable>>() else {

@@ -243,9 +243,7 @@ pub async fn record(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = crate::routing::route_pattern(req.request());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let res = next.call(req).await;
@@ -254,7 +252,12 @@ pub async fn record(
             Ok(res) => res.status().as_u16(),
             Err(error) => error.as_response_error().status_code().as_u16(),
         };
-        metrics.observe_request(&route, &method, status, started.elapsed().as_secs_f64());
+        metrics.observe_request(
+            route.as_deref().unwrap_or("unmatched"),
+            &method,
+            status,
+            started.elapsed().as_secs_f64(),
+        );
     }
     res
 }

@@ -403,7 +403,7 @@ pub async fn per_ip(
         };
         let key = ip_key(ip);
         let mut checks = vec![(Question::Rate, limits.ip.clone(), key.clone())];
-        if let Some(pattern) = req.match_pattern()
+        if let Some(pattern) = crate::routing::route_pattern(req.request())
             && let Some(policy) = limits.strict(&pattern)
         {
             let strict = format!("{}:{pattern}:{key}", policy.name);
@@ -432,7 +432,7 @@ pub async fn per_principal(
             limits.principal.clone(),
             principal_key(&actor),
         )];
-        if !quota_exempt(req.match_pattern().as_deref()) {
+        if !quota_exempt(crate::routing::route_pattern(req.request()).as_deref()) {
             let quota = limits.quotas.of(actor.plan).clone();
             checks.push((Question::Quota, quota, quota_key(&actor)));
         }
@@ -456,7 +456,7 @@ pub async fn count_extra(
     ) else {
         return Ok(());
     };
-    if extra == 0 || quota_exempt(req.match_pattern().as_deref()) {
+    if extra == 0 || quota_exempt(crate::routing::route_pattern(req).as_deref()) {
         return Ok(());
     }
     match count_daily(limits, &actor, extra).await {

@@ -6,13 +6,17 @@
 //! header there, and a client debugging its integration deserves to hear "wrong method" rather than
 //! "no such thing". The table of paths and methods comes from the OpenAPI document, which lists every
 //! registered route by construction (see `bulwark-transport-rest`).
+//!
+//! Also [`route_pattern`]: the matched route's template, found once per request for the middleware
+//! that decide by route (metrics, rate limits, access).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::header::{ALLOW, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 
 use crate::problem::ProblemError;
 
@@ -53,6 +57,27 @@ impl RouteTable {
         (!methods.is_empty()).then_some(methods)
     }
 }
+
+/// The template of the route `req` matches (`/api/v1/documents/{id}`), or `None` when none does.
+///
+/// The middleware run *before* actix routes the request, so `HttpRequest::match_pattern` cannot
+/// read the router's choice there: it walks the whole resource map again, running each dynamic
+/// pattern's regex, and four middleware asked for it on every request. This finds it once and keeps
+/// it in the request's extensions; the request's path never changes on its way in (no middleware
+/// rewrites it), so the answer cannot go stale.
+#[must_use]
+pub fn route_pattern(req: &HttpRequest) -> Option<Rc<str>> {
+    if let Some(MatchedRoute(pattern)) = req.extensions().get::<MatchedRoute>() {
+        return pattern.clone();
+    }
+    let pattern: Option<Rc<str>> = req.match_pattern().map(Rc::from);
+    req.extensions_mut().insert(MatchedRoute(pattern.clone()));
+    pattern
+}
+
+/// [`route_pattern`]'s answer, kept for the rest of the request.
+#[derive(Clone)]
+struct MatchedRoute(Option<Rc<str>>);
 
 /// The default service: 405 + `Allow`, or 404.
 ///

@@ -103,24 +103,20 @@ pub async fn request_context(
     // response therefore closes the connection.
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
 
+    // Every field of the span is known now and set once: the JSON formatter keeps a span's fields
+    // as a JSON string, and each later `record` would parse and rewrite it. What is known only at
+    // the end (route, status, latency) goes on the completion event instead.
+    // The client behind our proxies, when the peer is one (see `client_ip`).
+    let client = crate::identity::client_ip(req.request());
     let span = tracing::info_span!(
         "http.request",
         request_id = %id.as_str(),
         method = %method,
-        route = tracing::field::Empty,
         path = %req.path(),
-        peer = tracing::field::Empty,
-        client_ip = tracing::field::Empty,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
+        peer = req.peer_addr().map(|peer| tracing::field::display(peer.ip())),
+        client_ip = client.map(tracing::field::display),
     );
-    if let Some(peer) = req.peer_addr() {
-        span.record("peer", tracing::field::display(peer.ip()));
-    }
-    // The client behind our proxies, when the peer is one (see `client_ip`).
-    if let Some(client) = crate::identity::client_ip(req.request()) {
-        span.record("client_ip", tracing::field::display(client));
-    }
+    let latency_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     let mut res = match next.call(req).instrument(span.clone()).await {
         Ok(res) => res,
@@ -128,30 +124,24 @@ pub async fn request_context(
             // A self-rendering problem (panic, deadline): actix's dispatcher turns it into the
             // response, which already carries the id. Log the outcome here all the same.
             let status = error.as_response_error().status_code().as_u16();
-            span.record("status", status);
-            span.record(
-                "latency_ms",
-                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            );
-            span.in_scope(|| tracing::warn!("request failed"));
+            span.in_scope(|| tracing::warn!(status, latency_ms = latency_ms(), "request failed"));
             return Err(error);
         }
     };
 
-    if let Some(pattern) = res.request().match_pattern() {
-        span.record("route", tracing::field::display(pattern));
-    }
+    let route = crate::routing::route_pattern(res.request());
+    let route = route.as_deref().map(tracing::field::display);
     let status = res.status().as_u16();
-    span.record("status", status);
-    span.record(
-        "latency_ms",
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    );
     span.in_scope(|| {
         if status >= 500 {
-            tracing::warn!("request failed");
+            tracing::warn!(route, status, latency_ms = latency_ms(), "request failed");
         } else {
-            tracing::info!("request completed");
+            tracing::info!(
+                route,
+                status,
+                latency_ms = latency_ms(),
+                "request completed"
+            );
         }
     });
 
