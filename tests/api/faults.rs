@@ -4,7 +4,8 @@
 //! `Retry-After` within the pool's acquire timeout (never a hang, never a 500, never a detail of
 //! the database), a session check that cannot reach its store denies instead of trusting the
 //! token, readiness is 503 and liveness 200; once the relay is back, the same token works again
-//! without a restart.
+//! without a restart. Connections the database itself terminates (`pg_terminate_backend`) are
+//! replaced without a client noticing, and an app whose database port never answered says 503.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,4 +170,47 @@ async fn an_app_whose_database_never_answered_says_503_not_500() {
         401,
         "a malformed token needs no database to refuse"
     );
+}
+
+#[tokio::test]
+async fn connections_the_database_terminates_are_replaced_without_a_single_failed_request() {
+    // An administrator's `pg_terminate_backend`, a failover or an idle-connection killer: every
+    // connection the app holds is closed by the server (SQLSTATE 57P01). The pool notices each dead
+    // connection when it is next handed out (sqlx checks an idle connection first) and opens a new
+    // one, so clients see nothing; the revocation and event listeners reconnect by themselves.
+    let app = TestApp::spawn().await;
+    let ada = app.signed_up("ada@example.com").await;
+    let created = app
+        .authed(
+            Method::POST,
+            "/api/v1/documents",
+            &ada.access_token,
+            Some(&json!({"title": "Plans", "body": "kept"})),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let terminated: i64 = sqlx::query_scalar(
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and application_name = 'bulwark') t",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(terminated >= 1, "the app held no connection to terminate");
+
+    // More reads than the pool has connections, so every dead one is handed out once.
+    let path = format!("/api/v1/documents/{id}");
+    for attempt in 0..(app.config.database.max_connections + 2) {
+        let read = app
+            .authed(Method::GET, &path, &ada.access_token, None)
+            .await;
+        assert_eq!(read.status(), 200, "read {attempt} after the termination");
+    }
+    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
+    assert_eq!(app.get_readiness().await.status(), 200);
 }
