@@ -14,13 +14,11 @@ async fn log_of(request: actix_test::TestRequest) -> (u16, String) {
     let service = actix_test::init_service(app(state)).await;
     let captured = bulwark_testkit::CapturedLogs::default();
     let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
+    // The production format (what `LOG_FORMAT=json` writes), at every level.
+    let subscriber = bulwark_app::telemetry::json_subscriber(
+        tracing_subscriber::EnvFilter::new("trace"),
+        move || sink.clone(),
+    );
     let _guard = tracing::subscriber::set_default(subscriber);
     let status = match actix_test::try_call_service(&service, request.to_request()).await {
         Ok(response) => response.status().as_u16(),
@@ -106,12 +104,13 @@ async fn the_completion_line_says_route_status_and_latency_under_the_request_spa
         .unwrap_or_else(|| panic!("no completion line: {log}"));
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["level"], "INFO", "{line}");
-    assert_eq!(line["fields"]["route"], "/health/live", "{line}");
-    assert_eq!(line["fields"]["status"], 200, "{line}");
-    assert!(line["fields"]["latency_ms"].is_u64(), "{line}");
-    // The span carries who and what, set once when the request arrived.
-    assert_eq!(line["span"]["name"], "http.request", "{line}");
-    assert_eq!(line["span"]["request_id"], "log-test-2", "{line}");
-    assert_eq!(line["span"]["method"], "GET", "{line}");
-    assert_eq!(line["span"]["path"], "/health/live", "{line}");
+    assert_eq!(line["route"], "/health/live", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(line["latency_ms"].is_u64(), "{line}");
+    // The request span carries who and what, set once when the request arrived.
+    let span = &line["spans"][0];
+    assert_eq!(span["name"], "http.request", "{line}");
+    assert_eq!(span["request_id"], "log-test-2", "{line}");
+    assert_eq!(span["method"], "GET", "{line}");
+    assert_eq!(span["path"], "/health/live", "{line}");
 }
