@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem};
+use crate::helpers::{Account, PASSWORD, TestApp, assert_problem};
 
 /// A TCP relay to the tests' PostgreSQL server on a port of its own.
 struct Relay {
@@ -72,6 +72,23 @@ impl Relay {
     }
 }
 
+/// Ada, signed up, and the id of a document she created ("Plans").
+async fn ada_with_a_document(app: &TestApp) -> (Account, String) {
+    let ada = app.signed_up("ada@example.com").await;
+    let created = app
+        .create_document(
+            &ada.access_token,
+            &json!({"title": "Plans", "body": "kept"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (ada, id)
+}
+
 async fn assert_unavailable(response: Response, port: u16) {
     assert_eq!(response.status(), 503, "{:?}", response.url().path());
     assert_eq!(response.headers()["retry-after"], "5");
@@ -94,16 +111,7 @@ async fn a_lost_database_is_503_with_retry_after_everywhere_and_the_service_reco
         config.database.connect = config.database.connect.clone().port(port);
     })
     .await;
-    let ada = app.signed_up("ada@example.com").await;
-    let created = app
-        .authed(
-            Method::POST,
-            "/api/v1/documents",
-            &ada.access_token,
-            Some(&json!({"title": "Plans", "body": "kept"})),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
+    let (ada, _) = ada_with_a_document(&app).await;
 
     relay.cut();
 
@@ -179,20 +187,7 @@ async fn connections_the_database_terminates_are_replaced_without_a_single_faile
     // connection when it is next handed out (sqlx checks an idle connection first) and opens a new
     // one, so clients see nothing; the revocation and event listeners reconnect by themselves.
     let app = TestApp::spawn().await;
-    let ada = app.signed_up("ada@example.com").await;
-    let created = app
-        .authed(
-            Method::POST,
-            "/api/v1/documents",
-            &ada.access_token,
-            Some(&json!({"title": "Plans", "body": "kept"})),
-        )
-        .await;
-    assert_eq!(created.status(), 201);
-    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (ada, id) = ada_with_a_document(&app).await;
 
     let terminated: i64 = sqlx::query_scalar(
         "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
@@ -204,11 +199,8 @@ async fn connections_the_database_terminates_are_replaced_without_a_single_faile
     assert!(terminated >= 1, "the app held no connection to terminate");
 
     // More reads than the pool has connections, so every dead one is handed out once.
-    let path = format!("/api/v1/documents/{id}");
     for attempt in 0..(app.config.database.max_connections + 2) {
-        let read = app
-            .authed(Method::GET, &path, &ada.access_token, None)
-            .await;
+        let read = app.get_document(&ada.access_token, &id).await;
         assert_eq!(read.status(), 200, "read {attempt} after the termination");
     }
     assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
